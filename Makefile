@@ -1,0 +1,30 @@
+# searchrel: `make demo` runs the main job end to end on built-in synthetic data; `make test` runs the tests.
+# Both create .venv on first use. torch is pinned to the CPU wheel that lies on this machine's disk.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+DEMO   ?= runs/demo
+
+.PHONY: demo test install bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Reinstall when the project's requirements change.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/searchrel demo --out $(DEMO)
+
+test: install
+	$(BIN)/pytest -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,1 @@
+"""Content annotation: aggregate log signals into item fields, and build model input text from fields."""

@@ -1,0 +1,36 @@
+"""What every CLI command shares: turning user errors into one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from searchrel.data.dataset import DatasetError
+
+F = TypeVar("F", bound=Callable)
+# Off a terminal (pipes, CI logs) Rich would wrap tables at 80 columns; metric tables need more.
+console = Console(width=None if sys.stdout.isatty() else 180)
+err_console = Console(stderr=True)
+
+USER_ERRORS = (DatasetError, ValidationError, ValueError, FileNotFoundError, KeyError)
+
+
+def user_errors(fn: F) -> F:
+    """Report bad input as ``error: ...`` with exit code 2 instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            msg = str(e) if not isinstance(e, KeyError) else f"unknown name {e}"
+            err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]

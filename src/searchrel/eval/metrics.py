@@ -1,0 +1,86 @@
+"""Relevance metrics as pure functions of numpy arrays; checked against scikit-learn in the tests.
+
+Conventions (stated once, used everywhere):
+- NDCG@k: gain ``2**(label - scale_min) - 1``, log2 discount, candidates ranked by score descending with
+  ties broken by item_id ascending (deterministic, unlike averaging over ties). A query whose ideal DCG is
+  0 (no candidate above the scale minimum) has no defined NDCG and is left out of the mean.
+- Precision@k: share of the top ``min(k, n)`` candidates with ``label >= relevant_min`` — a query with
+  fewer than k candidates is not punished for its short list.
+- AUROC of "label >= t" for every t above the scale minimum, pooled over all pairs; undefined (None) when
+  one class is absent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    return float(np.mean(np.asarray(y_true) == np.asarray(y_pred)))
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, grades: list[int]) -> float:
+    """Unweighted mean F1 over the grades that occur in y_true or y_pred (scikit-learn's convention)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    f1s = []
+    for g in grades:
+        tp = np.sum((y_true == g) & (y_pred == g))
+        fp = np.sum((y_true != g) & (y_pred == g))
+        fn = np.sum((y_true == g) & (y_pred != g))
+        if tp + fp + fn == 0:
+            continue  # grade absent from both: scikit-learn leaves it out of the labels
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(f1s)) if f1s else 0.0
+
+
+def quadratic_weighted_kappa(y_true: np.ndarray, y_pred: np.ndarray, grades: list[int]) -> float:
+    """Cohen's kappa with quadratic weights over the full scale."""
+    index = {g: i for i, g in enumerate(grades)}
+    n = len(grades)
+    t = np.array([index[int(v)] for v in y_true])
+    p = np.array([index[int(v)] for v in y_pred])
+    observed = np.zeros((n, n))
+    np.add.at(observed, (t, p), 1)
+    expected = np.outer(observed.sum(1), observed.sum(0)) / max(len(t), 1)
+    weights = (np.subtract.outer(np.arange(n), np.arange(n)) ** 2) / (n - 1) ** 2
+    denom = (weights * expected).sum()
+    return float(1 - (weights * observed).sum() / denom) if denom > 0 else 0.0
+
+
+def auroc(positive: np.ndarray, score: np.ndarray) -> float | None:
+    """Area under the ROC curve via the rank statistic (ties count half); None if a class is missing."""
+    positive = np.asarray(positive, dtype=bool)
+    score = np.asarray(score, dtype=float)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(score, kind="mergesort")
+    ranks = np.empty(len(score))
+    sorted_scores = score[order]
+    # average ranks over ties
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1
+    ranks[order] = np.repeat(avg, counts)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def rank_order(score: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+    """Indices that sort candidates by score descending, ties by item_id ascending."""
+    return np.lexsort((np.asarray(item_ids, dtype=str), -np.asarray(score, dtype=float)))
+
+
+def ndcg_at_k(labels: np.ndarray, score: np.ndarray, item_ids: np.ndarray, k: int, scale_min: int) -> float | None:
+    """NDCG@k of one query's candidates; None when no candidate has positive gain."""
+    gains = 2.0 ** (np.asarray(labels, dtype=float) - scale_min) - 1
+    discounts = 1 / np.log2(np.arange(2, k + 2))
+    ideal = np.sort(gains)[::-1][:k]
+    idcg = float((ideal * discounts[: len(ideal)]).sum())
+    if idcg == 0:
+        return None
+    ranked = gains[rank_order(score, item_ids)][:k]
+    return float((ranked * discounts[: len(ranked)]).sum() / idcg)
+
+
+def precision_at_k(labels: np.ndarray, score: np.ndarray, item_ids: np.ndarray, k: int, relevant_min: int) -> float:
+    top = np.asarray(labels)[rank_order(score, item_ids)][:k]
+    return float(np.mean(top >= relevant_min)) if len(top) else 0.0

@@ -1,0 +1,142 @@
+"""Metrics against scikit-learn and hand-computed cases; ``searchrel eval`` reproduces scikit-learn."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import cohen_kappa_score, f1_score, ndcg_score, roc_auc_score
+from typer.testing import CliRunner
+
+from searchrel.cli import app
+from searchrel.data.dataset import Dataset, DatasetError, DatasetInfo, Scale
+from searchrel.eval import metrics as M
+from searchrel.eval.evaluate import EvalConfig, evaluate
+
+rng = np.random.default_rng(0)
+
+
+def test_grade_metrics_match_sklearn():
+    grades = [1, 2, 3, 4]
+    for _ in range(20):
+        y = rng.integers(1, 5, 200)
+        p = np.where(rng.random(200) < 0.5, y, rng.integers(1, 5, 200))
+        assert M.accuracy(y, p) == pytest.approx(np.mean(y == p))
+        assert M.macro_f1(y, p, grades) == pytest.approx(f1_score(y, p, average="macro"))
+        assert M.quadratic_weighted_kappa(y, p, grades) == pytest.approx(
+            cohen_kappa_score(y, p, weights="quadratic", labels=grades))
+
+
+def test_macro_f1_skips_grades_absent_from_both():
+    y, p = np.array([1, 1, 4]), np.array([1, 4, 4])
+    assert M.macro_f1(y, p, [1, 2, 3, 4]) == pytest.approx(f1_score(y, p, average="macro"))
+
+
+def test_auroc_matches_sklearn_with_ties():
+    for _ in range(20):
+        y = rng.random(300) < 0.3
+        s = np.round(rng.random(300) + y * 0.3, 1)  # many ties
+        assert M.auroc(y, s) == pytest.approx(roc_auc_score(y, s))
+    assert M.auroc(np.ones(5, bool), np.arange(5)) is None
+
+
+def test_ndcg_matches_sklearn_and_hand_case():
+    for _ in range(20):
+        labels = rng.integers(1, 6, 15)
+        if labels.max() == 1:
+            continue
+        score = rng.random(15)
+        ids = np.array([f"i{j}" for j in range(15)])
+        for k in (3, 8, 20):
+            ours = M.ndcg_at_k(labels, score, ids, k, scale_min=1)
+            ref = ndcg_score([2.0 ** (labels - 1) - 1], [score], k=k)
+            assert ours == pytest.approx(ref)
+    # by hand: gains [1, 0, 3] ranked as given; ideal [3, 1, 0]
+    ndcg = M.ndcg_at_k(np.array([2, 1, 3]), np.array([3.0, 2.0, 1.0]), np.array(["a", "b", "c"]), 3, 1)
+    assert ndcg == pytest.approx((1 + 3 / 2) / (3 + 1 / np.log2(3)))
+    assert M.ndcg_at_k(np.array([1, 1]), np.array([1.0, 2.0]), np.array(["a", "b"]), 8, 1) is None
+
+
+def test_ties_break_by_item_id():
+    order = M.rank_order(np.array([1.0, 1.0, 2.0]), np.array(["b", "a", "c"]))
+    assert order.tolist() == [2, 1, 0]
+    assert M.precision_at_k(np.array([4, 1, 1]), np.array([0.0, 0.0, 0.0]), np.array(["z", "a", "b"]), 1, 3) == 0.0
+
+
+def _random_dataset(n_queries=30, per_query=12, seed=1):
+    r = np.random.default_rng(seed)
+    rows = []
+    for q in range(n_queries):
+        for i in r.choice(60, per_query, replace=False):
+            rows.append((f"q{q}", f"i{i}", int(r.integers(1, 5))))
+    j = pd.DataFrame(rows, columns=["query_id", "item_id", "label"])
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(60)], "title": "t", "description": "d", "language": "en"})
+    queries = pd.DataFrame({"query_id": [f"q{q}" for q in range(n_queries)], "text": [f"query {q}" for q in range(n_queries)],
+                            "language": ["en" if q % 3 else "de" for q in range(n_queries)],
+                            "country": ["US" if q % 3 else "DE" for q in range(n_queries)]})
+    info = DatasetInfo(name="rand", scale=Scale(min=1, max=4))
+    return Dataset(info, items, queries, j).validate()
+
+
+def _random_predictions(ds, seed=2):
+    r = np.random.default_rng(seed)
+    p = r.dirichlet(np.ones(4), len(ds.judgments))
+    preds = ds.judgments[["query_id", "item_id"]].copy()
+    for g in range(4):
+        preds[f"p_{g + 1}"] = p[:, g]
+    return preds
+
+
+def test_eval_cli_reproduces_sklearn(tmp_path):
+    ds = _random_dataset()
+    ds.save(tmp_path / "ds")
+    preds = _random_predictions(ds)
+    preds.to_csv(tmp_path / "preds.csv", index=False)
+    res = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--predictions", str(tmp_path / "preds.csv"),
+                                   "--split", "all", "--out", str(tmp_path / "m.json")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "m.json").read_text())
+    assert set(out) >= {"overall", "by_language", "by_country", "n_queries", "n_pairs"}
+    assert out["n_pairs"] == len(ds.judgments) and out["n_queries"] == 30
+
+    df = ds.judgments.merge(preds, on=["query_id", "item_id"])
+    p = df[[f"p_{g}" for g in range(1, 5)]].to_numpy()
+    pred, expected = p.argmax(1) + 1, p @ np.arange(1, 5)
+    o = out["overall"]
+    assert o["accuracy"] == pytest.approx(np.mean(pred == df["label"]))
+    assert o["qwk"] == pytest.approx(cohen_kappa_score(df["label"], pred, weights="quadratic"))
+    assert o["macro_f1"] == pytest.approx(f1_score(df["label"], pred, average="macro"))
+    for t in (2, 3, 4):
+        assert o[f"auroc@>={t}"] == pytest.approx(roc_auc_score(df["label"] >= t, expected))
+    for k in (8, 20):
+        per_q = [ndcg_score([2.0 ** (g["label"] - 1) - 1], [g[[f"p_{i}" for i in range(1, 5)]].to_numpy() @ np.arange(1, 5)], k=k)
+                 for _, g in df.groupby("query_id") if g["label"].max() > 1]
+        assert o[f"ndcg@{k}"] == pytest.approx(np.mean(per_q))
+    de = df[df["query_id"].map(ds.queries.set_index("query_id")["language"]) == "de"]
+    de_pred = de[[f"p_{g}" for g in range(1, 5)]].to_numpy().argmax(1) + 1
+    assert out["by_language"]["de"]["accuracy"] == pytest.approx(np.mean(de_pred == de["label"]))
+    assert out["by_country"]["DE"]["n_pairs"] == len(de)
+
+
+def test_ranking_only_scorer_gets_na_grades():
+    ds = _random_dataset()
+    preds = ds.judgments[["query_id", "item_id"]].assign(score=np.arange(len(ds.judgments), dtype=float))
+    r = evaluate(ds, preds, EvalConfig(split="all"))
+    assert r.overall["accuracy"] is None and r.overall["qwk"] is None
+    assert r.overall["ndcg@8"] is not None and r.overall["auroc@>=3"] is not None
+
+
+def test_eval_input_errors(tmp_path):
+    ds = _random_dataset()
+    preds = _random_predictions(ds)
+    with pytest.raises(DatasetError, match="lack 1 of the"):
+        evaluate(ds, preds.iloc[1:], EvalConfig(split="all"))
+    with pytest.raises(DatasetError, match="need all of"):
+        evaluate(ds, preds.drop(columns="p_4"), EvalConfig(split="all"))
+    with pytest.raises(DatasetError, match="sum to 1"):
+        evaluate(ds, preds.assign(p_1=0.9), EvalConfig(split="all"))
+    with pytest.raises(DatasetError, match="predicted twice"):
+        evaluate(ds, pd.concat([preds, preds.iloc[:1]]), EvalConfig(split="all"))
+    ds.save(tmp_path / "ds")
+    res = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--predictions", str(tmp_path / "none.csv")])
+    assert res.exit_code == 2 and "no such predictions file" in res.output
