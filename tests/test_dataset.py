@@ -78,3 +78,11 @@ def test_splits_group_and_stratify():
         assert abs(counts[(lang, "train")] - 0.7) < 0.02 and abs(counts[(lang, "test")] - 0.2) < 0.02
     with pytest.raises(ValueError, match="summing to 1"):
         make_splits(q, (0.5, 0.5, 0.5))
+
+
+def test_save_refuses_to_replace_something_else(tiny, tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    with pytest.raises(DatasetError, match="not a dataset"):
+        tiny.save(tmp_path / "notes")
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"

@@ -213,6 +213,8 @@ class Dataset:
         """Validate, then write atomically: a half-written dataset never appears at ``path``."""
         self.validate()
         path = Path(path)
+        if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / "dataset.json").exists())):
+            raise DatasetError(f"{path} exists and is not a dataset: refusing to replace it")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         try:
