@@ -10,8 +10,26 @@ from searchrel.cli.imports import import_app
 
 app = typer.Typer(name="searchrel", help=__doc__, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   add_completion=False)
+app.command("synth")(data.synth_cmd)
 app.add_typer(import_app, name="import")
 app.command("annotate")(data.annotate_cmd)
 app.command("split")(data.split_cmd)
 app.command("eval")(evaluation.eval_cmd)
 app.add_typer(evaluation.baseline_app, name="baseline")
+
+
+@app.command("demo")
+def demo_cmd(out: str = typer.Option("runs/demo", help="run directory")) -> None:
+    """The main job on built-in synthetic data, end to end; prints where the results are."""
+    from pathlib import Path
+
+    from searchrel.demo import run_demo
+    from searchrel.eval.tables import rich_table
+
+    from searchrel.cli.common import console
+
+    results = run_demo(Path(out))
+    console.print(rich_table(results, title="demo: synthetic world, test split", breakdown=False))
+    last = list(results)[-1]
+    console.print(rich_table({last: results[last]}, title=f"{last} per language and country"))
+    console.print(f"results: {Path(out) / 'results.md'} (tables), {out}/metrics-*.json, dataset in {out}/dataset")

@@ -49,3 +49,25 @@ def split_cmd(
     ds.save(dataset)
     counts = ds.splits["split"].value_counts()
     console.print(", ".join(f"{s}: {counts.get(s, 0):,} queries" for s in ("train", "valid", "test")) + f" -> {dataset}")
+
+
+@user_errors
+def synth_cmd(
+    out: Path = typer.Argument(..., help="where to write the synthetic dataset"),
+    seed: int = typer.Option(0, help="same seed, identical world"),
+    items: int = typer.Option(3000, help="catalogue size"),
+    queries: int = typer.Option(500, help="distinct queries"),
+    users: int = typer.Option(2000, help="users (savers with boards)"),
+    judged_pairs: int = typer.Option(6000, help="human-judged (query, item) pairs"),
+    searches: int = typer.Option(12_000, help="searches in the log (x ~15 impressions each)"),
+    languages: str = typer.Option("en,es,de,fr,ja", help="languages of queries and items"),
+) -> None:
+    """Generate the synthetic Pinterest-like world (clearly labelled synthetic), deterministic by seed."""
+    from searchrel.data.synth import SynthConfig, synthesize
+
+    cfg = SynthConfig(seed=seed, n_items=items, n_queries=queries, n_users=users, n_judged_pairs=judged_pairs,
+                      n_searches=searches, languages=tuple(s.strip() for s in languages.split(",") if s.strip()))
+    ds = synthesize(cfg)
+    path = ds.save(out)
+    console.print(f"synthetic world: {len(ds.items):,} items, {len(ds.queries):,} queries, {len(ds.judgments):,} "
+                  f"judgments, {len(ds.search_log):,} log events -> {path}")
