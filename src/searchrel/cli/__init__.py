@@ -7,6 +7,8 @@ import typer
 
 from searchrel.cli import data, evaluation
 from searchrel.cli.imports import import_app
+from searchrel.cli.models import models_app
+from searchrel.cli.teacher import teacher_app
 
 app = typer.Typer(name="searchrel", help=__doc__, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   add_completion=False)
@@ -16,6 +18,8 @@ app.command("annotate")(data.annotate_cmd)
 app.command("split")(data.split_cmd)
 app.command("eval")(evaluation.eval_cmd)
 app.add_typer(evaluation.baseline_app, name="baseline")
+app.add_typer(teacher_app, name="teacher")
+app.add_typer(models_app, name="models")
 
 
 @app.command("demo")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import typer
@@ -12,13 +13,14 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from searchrel.data.dataset import DatasetError
+from searchrel.models.registry import ModelError
 
 F = TypeVar("F", bound=Callable)
 # Off a terminal (pipes, CI logs) Rich would wrap tables at 80 columns; metric tables need more.
 console = Console(width=None if sys.stdout.isatty() else 180)
 err_console = Console(stderr=True)
 
-USER_ERRORS = (DatasetError, ValidationError, ValueError, FileNotFoundError, KeyError)
+USER_ERRORS = (DatasetError, ModelError, ValidationError, ValueError, FileNotFoundError, FileExistsError, KeyError)
 
 
 def user_errors(fn: F) -> F:
@@ -34,3 +36,12 @@ def user_errors(fn: F) -> F:
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def write_table(df, out: Path) -> None:
+    """Write a result table as Parquet (``.parquet``) or CSV (anything else), creating the folder."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        df.to_parquet(out, index=False)
+    else:
+        df.to_csv(out, index=False)

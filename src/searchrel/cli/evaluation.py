@@ -8,7 +8,7 @@ import typer
 
 from searchrel.annotate.text import TextConfig
 from searchrel.baselines.bm25 import bm25_predictions
-from searchrel.cli.common import console, user_errors
+from searchrel.cli.common import console, user_errors, write_table
 from searchrel.data.dataset import load_dataset
 from searchrel.eval.evaluate import EvalConfig, EvalResult, evaluate, read_predictions
 from searchrel.eval.tables import rich_table
@@ -33,17 +33,26 @@ def report(name: str, result: EvalResult, out: Path | None) -> None:
 @user_errors
 def eval_cmd(
     data: Path = typer.Option(..., "--data", help="dataset directory"),
-    predictions: Path = typer.Option(..., help="CSV/TSV/JSONL/Parquet: query_id,item_id,score and/or p_<grade> columns"),
+    predictions: Path | None = typer.Option(None, help="CSV/TSV/JSONL/Parquet: query_id,item_id,score and/or p_<grade> columns"),
+    model: Path | None = typer.Option(None, help="a trained teacher (or student) directory to score the pairs with"),
     split: str = typer.Option("test", help="test, valid, train or all"),
     out: Path | None = typer.Option(None, help="write the metrics JSON here"),
     k: list[int] = typer.Option([8, 20], "--k", help="NDCG cut-offs"),
 ) -> None:
-    """Evaluate any system's predictions on a dataset's judged pairs (like trec_eval)."""
+    """Evaluate a model, or any system's predictions, on a dataset's judged pairs (like trec_eval)."""
+    if (predictions is None) == (model is None):
+        raise ValueError("give exactly one of --predictions FILE or --model DIR")
     ds = load_dataset(data)
-    result = evaluate(ds, read_predictions(predictions), EvalConfig(ks=k, split=split))
+    if model is not None:
+        from searchrel.eval.scorers import load_scorer
+
+        preds, name = load_scorer(model).predict(ds, split), model.name
+    else:
+        preds, name = read_predictions(predictions), predictions.stem
+    result = evaluate(ds, preds, EvalConfig(ks=k, split=split))
     if result.unjudged_predictions:
         console.print(f"note: {result.unjudged_predictions:,} predicted pairs have no judgment and were not scored")
-    report(predictions.stem, result, out)
+    report(name, result, out)
 
 
 @baseline_app.command("bm25")
@@ -61,6 +70,28 @@ def bm25_cmd(
     cfg = text_config(ds, fields, budgets)
     preds = bm25_predictions(ds, cfg, split)
     if predictions_out:
-        predictions_out.parent.mkdir(parents=True, exist_ok=True)
-        (preds.to_parquet if predictions_out.suffix == ".parquet" else preds.to_csv)(predictions_out, index=False)
+        write_table(preds, predictions_out)
     report(f"bm25[{','.join(cfg.fields)}]", evaluate(ds, preds, EvalConfig(split=split)), out)
+
+
+@baseline_app.command("embed")
+@user_errors
+def embed_cmd(
+    dataset: Path = typer.Argument(..., help="dataset directory"),
+    model: str = typer.Option("me5-small", help="embedding model: registered name, local path or hub id"),
+    fields: str | None = typer.Option(None, help="item fields, comma-separated (default: the filled core fields)"),
+    budgets: str | None = typer.Option(None, help="token budgets, e.g. title=32,description=64"),
+    split: str = typer.Option("test", help="test, valid, train or all"),
+    fp32: bool = typer.Option(False, help="no bf16"),
+    out: Path | None = typer.Option(None, help="write the metrics JSON here"),
+    predictions_out: Path | None = typer.Option(None, help="also write the per-pair scores (Parquet/CSV)"),
+) -> None:
+    """Zero-shot embedding baseline (SearchSage analogue): cosine of query and item embeddings."""
+    from searchrel.baselines.embed import embed_predictions
+
+    ds = load_dataset(dataset)
+    cfg = text_config(ds, fields, budgets)
+    preds = embed_predictions(ds, cfg, split, model=model, precision="fp32" if fp32 else "auto")
+    if predictions_out:
+        write_table(preds, predictions_out)
+    report(f"zero-shot {model}[{','.join(cfg.fields)}]", evaluate(ds, preds, EvalConfig(split=split)), out)

@@ -1,0 +1,80 @@
+"""CLI: ``teacher train`` and ``teacher predict`` — fine-tune the cross-encoder teacher and score pairs with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from searchrel.annotate.text import TextConfig
+from searchrel.cli.common import console, user_errors, write_table
+from searchrel.data.dataset import load_dataset
+
+teacher_app = typer.Typer(help="The cross-encoder teacher.", no_args_is_help=True)
+
+
+@teacher_app.command("train")
+@user_errors
+def train_cmd(
+    dataset: Path = typer.Argument(..., help="dataset directory (its train/valid split is used)"),
+    out: Path = typer.Option(..., help="run directory: checkpoints, then the finished teacher"),
+    backbone: str = typer.Option("me5-small", help="registered name (me5-small, gemma-3-270m), local path or hub id"),
+    fields: str | None = typer.Option(None, help="item fields, comma-separated (default: the filled core fields)"),
+    budgets: str | None = typer.Option(None, help="per-field token budgets, e.g. description=96"),
+    epochs: int = typer.Option(4),
+    max_length: int = typer.Option(128, help="tokens per (query, item) pair"),
+    lr: float = typer.Option(4e-5, help="backbone learning rate"),
+    head_lr: float = typer.Option(1e-3, help="head learning rate"),
+    batch_size: int = typer.Option(16),
+    max_minutes: float | None = typer.Option(None, help="stop cleanly within this budget, keeping the best checkpoint"),
+    select_metric: str = typer.Option("ndcg@8", help="validation metric for early stopping: ndcg@8 or qwk"),
+    train_languages: str | None = typer.Option(None, help="train on these query languages only, e.g. en"),
+    label_smoothing: float = typer.Option(0.0),
+    soft_targets: bool = typer.Option(False, help="spread targets by rater_variance"),
+    unfreeze_embeddings: bool = typer.Option(False, help="also train the word-embedding table (slow, hurts other languages)"),
+    lora: int | None = typer.Option(None, help="train LoRA adapters of this rank instead of the whole backbone (peft)"),
+    fp32: bool = typer.Option(False, help="no bf16 autocast"),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
+) -> None:
+    """Fine-tune the teacher on the human labels of DATASET."""
+    from searchrel.teacher.model import LoraOptions, TeacherConfig
+    from searchrel.teacher.train import TrainConfig, train
+
+    ds = load_dataset(dataset)
+    text = TextConfig.parse(fields, budgets) if fields else TextConfig.default_for(ds.items)
+    if budgets and not fields:
+        text = TextConfig.parse(",".join(text.fields), budgets)
+    text.check(ds.text_fields)
+    teacher = TeacherConfig(backbone=backbone, text=text, max_length=max_length,
+                            freeze_embeddings=not unfreeze_embeddings,
+                            lora=LoraOptions(r=lora, alpha=2 * lora) if lora else None)
+    cfg = TrainConfig(teacher=teacher, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size,
+                      max_minutes=max_minutes, select_metric=select_metric, label_smoothing=label_smoothing,
+                      soft_targets=soft_targets, seed=seed, bf16=False if fp32 else None,
+                      train_languages=train_languages.split(",") if train_languages else None)
+    path = train(ds, out, cfg, resume=resume)
+    console.print(f"teacher -> {path}  (evaluate: searchrel eval --model {path} --data {dataset})")
+
+
+@teacher_app.command("predict")
+@user_errors
+def predict_cmd(
+    model: Path = typer.Argument(..., help="a trained teacher directory"),
+    dataset: Path = typer.Argument(..., help="dataset directory"),
+    out: Path = typer.Option(..., help="Parquet or CSV with query_id, item_id, p_<grade>..., score, grade"),
+    split: str = typer.Option("all", help="judged pairs of this split (test, valid, train, all)"),
+    pairs: Path | None = typer.Option(None, help="score these query_id,item_id pairs instead of the judged ones"),
+    batch_size: int = typer.Option(64),
+) -> None:
+    """Write per-pair grade probabilities of a teacher."""
+    from searchrel.eval.evaluate import read_predictions
+    from searchrel.teacher.model import load_teacher
+    from searchrel.teacher.predict import predict_dataset
+
+    ds = load_dataset(dataset)
+    m, tok = load_teacher(model)
+    todo = read_predictions(pairs) if pairs else None
+    preds = predict_dataset(m, tok, ds, split, batch_size=batch_size, pairs=todo)
+    write_table(preds, out)
+    console.print(f"{len(preds):,} pairs scored -> {out}")

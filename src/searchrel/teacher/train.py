@@ -1,0 +1,268 @@
+"""Fine-tune the teacher on human labels: one linear loop — evaluate and keep the best, step, checkpoint.
+
+The run directory holds, as it goes:
+    checkpoint/       the last resumable state (trainable weights, optimizer, schedule, RNG, position)
+    best.safetensors  the trainable weights of the best validation score so far
+    train.json        the config, the validation history, throughput
+and, at the end, the finished teacher (``teacher.json``, ``model.safetensors``, ``backbone/``).
+A run killed at any point resumes from ``checkpoint/`` with ``resume=True`` and ends where an uninterrupted
+run would: batches come from a per-epoch seed, and the RNG state travels with the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, Field
+from safetensors.torch import load_file, save_file
+
+from searchrel.annotate.text import build_item_texts
+from searchrel.data.dataset import Dataset
+from searchrel.eval.evaluate import EvalConfig, evaluate
+from searchrel.progress import console, step
+from searchrel.teacher.model import CrossEncoder, TeacherConfig, new_teacher
+from searchrel.teacher.pairs import collate, encode_pairs, length_batches
+from searchrel.models.encode import cpu_has_bf16
+from searchrel.teacher.predict import autocast, pair_frame, predict_probs
+from searchrel.teacher.thresholds import fit_thresholds
+
+
+class TrainConfig(BaseModel):
+    """How the teacher is trained. Defaults: the recipe measured on CrowdFlower (see README)."""
+
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    epochs: int = 4
+    lr: float = 4e-5  # backbone; small, so the multilingual pretraining survives
+    head_lr: float = 1e-3  # the head starts from scratch and may move fast
+    weight_decay: float = 0.01
+    warmup: float = 0.06  # share of steps with a linear warm-up
+    batch_size: int = 16
+    label_smoothing: float = 0.0
+    soft_targets: bool = False  # targets spread by rater_variance instead of one-hot labels
+    max_minutes: float | None = None  # stop cleanly when the budget is spent, keeping the best checkpoint
+    eval_every: int = 100  # steps between validation passes (and always at an epoch's end)
+    checkpoint_every: int = 50  # steps between resumable checkpoints
+    patience: int = 6  # validation passes without improvement before stopping early
+    select_metric: Literal["ndcg@8", "qwk"] = "ndcg@8"
+    train_languages: list[str] | None = None  # e.g. ["en"]: train on these query languages only
+    fit_thresholds: bool = True  # cut points on the expected grade that maximise valid QWK
+    bf16: bool | None = None  # None: on where the CPU has native bf16
+    seed: int = 0
+
+
+class _Progress(BaseModel):
+    epoch: int = 0
+    batch: int = 0  # batches of this epoch already done
+    global_step: int = 0
+    elapsed_s: float = 0.0
+    best: float | None = None
+    best_step: int = -1
+    bad_evals: int = 0
+    tokens: int = 0
+    history: list[dict] = Field(default_factory=list)
+    done: bool = False
+
+
+def _targets(labels: np.ndarray, variance: np.ndarray | None, cfg: TrainConfig) -> torch.Tensor:
+    """One-hot labels, optionally smoothed or spread as a discretised normal by the raters' variance."""
+    grades = np.array(cfg.teacher.scale.grades, dtype=float)
+    if cfg.soft_targets and variance is not None:
+        var = np.nan_to_num(variance, nan=0.0)[:, None] + 0.05
+        t = np.exp(-((grades[None, :] - labels[:, None]) ** 2) / (2 * var))
+    else:
+        t = (grades[None, :] == labels[:, None]).astype(float)
+    t = t / t.sum(1, keepdims=True)
+    if cfg.label_smoothing:
+        t = (1 - cfg.label_smoothing) * t + cfg.label_smoothing / len(grades)
+    return torch.tensor(t, dtype=torch.float32)
+
+
+def _training_pairs(ds: Dataset, cfg: TrainConfig) -> pd.DataFrame:
+    pairs = ds.pairs("train")
+    if cfg.train_languages:
+        pairs = pairs[pairs["language"].isin(cfg.train_languages)]
+    if pairs.empty:
+        raise ValueError("no training pairs: the train split is empty"
+                         + (f" for languages {cfg.train_languages}" if cfg.train_languages else ""))
+    return pairs.reset_index(drop=True)
+
+
+def _save_checkpoint(run: Path, model: CrossEncoder, opt, sched, prog: _Progress) -> None:
+    tmp = run / "checkpoint.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file(model.trainable_state(), str(tmp / "weights.safetensors"))
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+    (tmp / "progress.json").write_text(prog.model_dump_json())
+    final = run / "checkpoint"
+    old = run / "checkpoint.old"
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)  # the rename is the commit point: a kill before it leaves the previous checkpoint
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(run: Path, model: CrossEncoder, opt, sched) -> _Progress | None:
+    ckpt = run / "checkpoint"
+    if not ckpt.exists() and (run / "checkpoint.old").exists():  # killed between the two renames
+        (run / "checkpoint.old").rename(ckpt)
+    if not (ckpt / "progress.json").exists():
+        return None
+    model.load_state_dict(load_file(str(ckpt / "weights.safetensors")), strict=False)
+    state = torch.load(ckpt / "optimizer.pt", weights_only=False)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"])
+    return _Progress.model_validate_json((ckpt / "progress.json").read_text())
+
+
+def _optimizer(model: CrossEncoder, cfg: TrainConfig, total_steps: int):
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    body = [p for p in model.backbone.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}],
+                            weight_decay=cfg.weight_decay)
+    warm = max(1, int(cfg.warmup * total_steps))
+
+    def schedule(s: int) -> float:  # linear warm-up, then linear decay to zero
+        return min((s + 1) / warm, max(0.0, (total_steps - s) / max(1, total_steps - warm)))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+
+
+def validate(model: CrossEncoder, tokenizer, ds: Dataset, valid: pd.DataFrame, texts: pd.Series,
+             bf16: bool) -> tuple[dict, np.ndarray]:
+    probs = predict_probs(model, tokenizer, valid["query"].tolist(), texts.loc[valid["item_id"]].tolist(),
+                          bf16=bf16, progress=None)
+    result = evaluate(ds, pair_frame(model, probs, valid), EvalConfig(split="valid"))
+    return result.overall, probs
+
+
+def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train a teacher on ``ds``'s train split into ``run``; returns the finished model's directory."""
+    run = Path(run)
+    if run.exists() and any(run.iterdir()) and not resume:
+        raise FileExistsError(f"{run} is not empty: pass resume=True (--resume) to continue it, or choose another --out")
+    run.mkdir(parents=True, exist_ok=True)
+    if resume and (run / "train.json").exists():
+        saved = TrainConfig.model_validate(json.loads((run / "train.json").read_text())["config"])
+        if saved.model_dump(exclude={"max_minutes"}) != cfg.model_dump(exclude={"max_minutes"}):
+            raise ValueError(f"{run} was started with another configuration; resume it with the same options")
+    torch.set_num_threads(os.cpu_count() or 1)
+    bf16 = cpu_has_bf16() if cfg.bf16 is None else cfg.bf16
+    cfg = cfg.model_copy(update={"teacher": cfg.teacher.model_copy(update={"scale": ds.info.scale})})
+
+    model, tokenizer = new_teacher(cfg.teacher, cfg.seed)
+    tcfg = model.config
+    texts = build_item_texts(ds.items, tcfg.text)
+    train_pairs = _training_pairs(ds, cfg)
+    valid = ds.pairs("valid")
+    ids = encode_pairs(tokenizer, train_pairs["query"].tolist(), texts.loc[train_pairs["item_id"]].tolist(),
+                       tcfg.max_length, tcfg.is_decoder, tcfg.query_prefix, tcfg.passage_prefix)
+    lengths = [len(x) for x in ids]
+    variance = train_pairs["rater_variance"].to_numpy(float) if "rater_variance" in train_pairs else None
+    targets = _targets(train_pairs["label"].to_numpy(), variance, cfg)
+    steps_per_epoch = math.ceil(len(ids) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    opt, sched = _optimizer(model, cfg, total)
+
+    prog = (_load_checkpoint(run, model, opt, sched) if resume else None) or _Progress()
+    if prog.global_step:
+        console.print(f"resuming {run} at step {prog.global_step} (epoch {prog.epoch + 1}, batch {prog.batch})")
+    _write_record(run, cfg, prog, model, len(ids))
+    started = time.perf_counter() - prog.elapsed_s
+    budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+
+    def evaluate_and_keep() -> None:
+        if valid.empty:  # nothing to select on: the latest weights are the best
+            save_file(model.trainable_state(), str(run / "best.safetensors"))
+            prog.best_step = prog.global_step
+            return
+        metrics, _ = validate(model, tokenizer, ds, valid, texts, bf16)
+        score = metrics[cfg.select_metric] if metrics[cfg.select_metric] is not None else -math.inf
+        best = -math.inf if prog.best is None else prog.best
+        prog.history.append({"step": prog.global_step, "epoch": prog.epoch,
+                             "elapsed_s": round(time.perf_counter() - started, 1), **metrics})
+        if score > best:
+            prog.best, prog.best_step, prog.bad_evals = score, prog.global_step, 0
+            save_file(model.trainable_state(), str(run / "best.safetensors"))
+        else:
+            prog.bad_evals += 1
+        model.train()
+
+    model.train()
+    stop = prog.done
+    with step(f"training teacher ({tcfg.backbone})", total=total) as advance:
+        advance(prog.global_step)
+        while not stop and prog.epoch < cfg.epochs:
+            batches = length_batches(lengths, cfg.batch_size, seed=cfg.seed * 1000 + prog.epoch)
+            while prog.batch < len(batches):
+                b = batches[prog.batch]
+                input_ids, mask = collate([ids[i] for i in b], tokenizer.pad_token_id)
+                with autocast(bf16):
+                    logits = model(input_ids, mask)
+                loss = torch.sum(-targets[b] * torch.log_softmax(logits.float(), -1), -1).mean()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                prog.batch += 1
+                prog.global_step += 1
+                prog.tokens += int(mask.sum())
+                advance()
+                out_of_time = time.perf_counter() - started > budget
+                epoch_end = prog.batch == len(batches)
+                if prog.global_step % cfg.eval_every == 0 or epoch_end or out_of_time:
+                    evaluate_and_keep()
+                    if prog.bad_evals >= cfg.patience:
+                        console.print(f"early stop at step {prog.global_step}: no better {cfg.select_metric} "
+                                      f"in {cfg.patience} validations")
+                        stop = True
+                if out_of_time:
+                    console.print(f"time budget of {cfg.max_minutes} min spent at step {prog.global_step}")
+                    stop = True
+                if epoch_end:
+                    prog.epoch, prog.batch = prog.epoch + 1, 0
+                prog.elapsed_s = time.perf_counter() - started
+                if stop or prog.global_step % cfg.checkpoint_every == 0 or epoch_end:
+                    prog.done = stop or prog.epoch >= cfg.epochs
+                    _save_checkpoint(run, model, opt, sched, prog)
+                if stop or epoch_end:
+                    break
+    prog.done = True
+    return _finish(run, cfg, model, tokenizer, ds, valid, texts, bf16, prog, len(ids))
+
+
+def _finish(run: Path, cfg: TrainConfig, model: CrossEncoder, tokenizer, ds: Dataset, valid: pd.DataFrame,
+            texts: pd.Series, bf16: bool, prog: _Progress, n_pairs: int) -> Path:
+    """Load the best weights, fit grade thresholds on valid, write the finished teacher."""
+    model.load_state_dict(load_file(str(run / "best.safetensors")), strict=False)
+    model.eval()
+    if cfg.fit_thresholds and not valid.empty:
+        _, probs = validate(model, tokenizer, ds, valid, texts, bf16)
+        model.config.thresholds = fit_thresholds(probs, valid["label"].to_numpy(), model.config.scale)
+    model.save(run, tokenizer)
+    _write_record(run, cfg, prog, model, n_pairs)
+    best = "n/a" if prog.best is None else f"{prog.best:.4f}"
+    console.print(f"teacher (best valid {cfg.select_metric} {best} at step {prog.best_step}) -> {run}")
+    return run
+
+
+def _write_record(run: Path, cfg: TrainConfig, prog: _Progress, model: CrossEncoder, n_pairs: int) -> None:
+    trainable = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and "embeddings" not in n)
+    record = {"config": cfg.model_dump(), "train_pairs": n_pairs, "steps": prog.global_step,
+              "elapsed_s": round(prog.elapsed_s, 1), "tokens": prog.tokens,
+              "tokens_per_s": round(prog.tokens / prog.elapsed_s, 1) if prog.elapsed_s else None,
+              "trainable_non_embedding_params": trainable, "best": {cfg.select_metric: prog.best, "step": prog.best_step},
+              "history": prog.history}
+    (run / "train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
