@@ -174,3 +174,20 @@ def test_lora_adapters_train_and_merge(tiny_bert, tmp_path):
     model, tok = load_teacher(out)  # merged back into a plain backbone: loads without peft
     assert model.config.lora is None and not any("lora" in k for k in model.state_dict())
     assert len(predict_dataset(model, tok, _dataset(), "all")) == 9
+
+
+def test_frozen_layers_and_zero_shot_feature(tiny_bert, tmp_path):
+    cfg = _config(tiny_bert, epochs=1)
+    cfg = cfg.model_copy(update={"teacher": cfg.teacher.model_copy(update={"freeze_layers": 1, "zero_shot_feature": True})})
+    out = train(_dataset(), tmp_path / "run", cfg)
+    model, tok = load_teacher(out)
+    assert model.n_features == 1 and model.head[1].in_features == 32 + 1
+    preds = predict_dataset(model, tok, _dataset(), "all")
+    assert np.allclose(preds[[f"p_{g}" for g in range(1, 6)]].sum(1), 1, atol=1e-5)
+    from transformers import AutoModel
+
+    pretrained = AutoModel.from_pretrained(tiny_bert).state_dict()
+    state = load_file(str(out / "model.safetensors"))
+    for name in ("attention.self.query.weight", "output.dense.weight"):
+        assert np.array_equal(state[f"backbone.encoder.layer.0.{name}"].numpy(), pretrained[f"encoder.layer.0.{name}"].numpy())
+        assert not np.array_equal(state[f"backbone.encoder.layer.1.{name}"].numpy(), pretrained[f"encoder.layer.1.{name}"].numpy())

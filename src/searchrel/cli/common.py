@@ -11,6 +11,7 @@ from typing import TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from searchrel.data.dataset import DatasetError
 from searchrel.models.registry import ModelError
@@ -32,7 +33,7 @@ def user_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except USER_ERRORS as e:
             msg = str(e) if not isinstance(e, KeyError) else f"unknown name {e}"
-            err_console.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from searchrel.models.registry import REGISTRY, ModelError, list_models, resolve_model, verify
 
 models_app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True)
 
 
@@ -28,7 +31,7 @@ def pull_cmd(name: str = typer.Argument(..., help=f"registered ({', '.join(REGIS
     try:
         path = resolve_model(name)
     except ModelError as e:
-        err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     if check:
         bad = verify(path)
@@ -45,5 +48,5 @@ def list_cmd():
     table = Table("name", "provisioned", "size", "licence", "source / install")
     for m in list_models():
         table.add_row(m.name, "yes" if m.provisioned else "no", _human(m.size_bytes) if m.provisioned else "-",
-                      m.licence, m.source)
+                      escape(m.licence), escape(m.source))
     console.print(table)

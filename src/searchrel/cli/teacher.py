@@ -32,6 +32,8 @@ def train_cmd(
     label_smoothing: float = typer.Option(0.0),
     soft_targets: bool = typer.Option(False, help="spread targets by rater_variance"),
     unfreeze_embeddings: bool = typer.Option(False, help="also train the word-embedding table (slow, hurts other languages)"),
+    freeze_layers: int = typer.Option(0, help="freeze the lowest N transformer layers"),
+    zero_shot_feature: bool = typer.Option(False, help="give the head the frozen backbone's query-item cosine"),
     lora: int | None = typer.Option(None, help="train LoRA adapters of this rank instead of the whole backbone (peft)"),
     fp32: bool = typer.Option(False, help="no bf16 autocast"),
     seed: int = typer.Option(0),
@@ -47,7 +49,8 @@ def train_cmd(
         text = TextConfig.parse(",".join(text.fields), budgets)
     text.check(ds.text_fields)
     teacher = TeacherConfig(backbone=backbone, text=text, max_length=max_length,
-                            freeze_embeddings=not unfreeze_embeddings,
+                            freeze_embeddings=not unfreeze_embeddings, freeze_layers=freeze_layers,
+                            zero_shot_feature=zero_shot_feature,
                             lora=LoraOptions(r=lora, alpha=2 * lora) if lora else None)
     cfg = TrainConfig(teacher=teacher, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size,
                       max_minutes=max_minutes, select_metric=select_metric, label_smoothing=label_smoothing,

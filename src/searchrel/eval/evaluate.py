@@ -63,7 +63,7 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def _attach(ds: Dataset, preds: pd.DataFrame, split: str) -> tuple[pd.DataFrame, int]:
+def _attach(ds: Dataset, preds: pd.DataFrame, split: str, pairs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, int]:
     """Join predictions onto the split's judged pairs; every judged pair must have a prediction."""
     for col in ("query_id", "item_id"):
         if col not in preds.columns:
@@ -100,7 +100,8 @@ def _attach(ds: Dataset, preds: pd.DataFrame, split: str) -> tuple[pd.DataFrame,
     if preds["score"].isna().any():
         row = int(preds["score"].isna().to_numpy().argmax())
         raise DatasetError(f"predictions, row {row}: score is empty")
-    pairs = ds.pairs(split)
+    if pairs is None:
+        pairs = ds.pairs(split)
     merged = pairs.merge(preds, on=["query_id", "item_id"], how="left", indicator=True)
     missing = merged["_merge"] == "left_only"
     if missing.any():
@@ -143,9 +144,11 @@ def compute_metrics(df: pd.DataFrame, ds: Dataset, config: EvalConfig) -> dict[s
     return out
 
 
-def evaluate(ds: Dataset, preds: pd.DataFrame, config: EvalConfig = EvalConfig()) -> EvalResult:
-    """Metrics of ``preds`` on ``config.split`` of ``ds``: overall, per language, per country."""
-    df, unjudged = _attach(ds, preds, config.split)
+def evaluate(ds: Dataset, preds: pd.DataFrame, config: EvalConfig = EvalConfig(),
+             pairs: pd.DataFrame | None = None) -> EvalResult:
+    """Metrics of ``preds`` on ``config.split`` of ``ds`` (or on the given subset of its judged ``pairs``):
+    overall, per language, per country."""
+    df, unjudged = _attach(ds, preds, config.split, pairs)
     if df.empty:
         raise DatasetError(f"split {config.split!r} has no judged pairs to evaluate")
     by_language = {str(k): compute_metrics(g, ds, config) for k, g in df.groupby("language", sort=True)}

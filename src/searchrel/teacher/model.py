@@ -44,6 +44,8 @@ class TeacherConfig(BaseModel):
     head_hidden: int = 256
     dropout: float = 0.1
     freeze_embeddings: bool = True  # the 96M-parameter word table: freezing it keeps unseen languages intact
+    freeze_layers: int = 0  # also freeze the lowest N transformer layers (faster steps, less forgetting)
+    zero_shot_feature: bool = False  # feed the frozen backbone's query-item embedding cosine to the head
     lora: LoraOptions | None = None
     query_prefix: str = ""
     passage_prefix: str = ""
@@ -64,9 +66,14 @@ class CrossEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = backbone
-        hidden = backbone.config.hidden_size
+        hidden = backbone.config.hidden_size + self.n_features
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(hidden, config.head_hidden), nn.GELU(),
                                   nn.Dropout(config.dropout), nn.Linear(config.head_hidden, config.scale.n_grades))
+
+    @property
+    def n_features(self) -> int:
+        """Pair features beside the pooled text: the zero-shot cosine where asked for."""
+        return int(self.config.zero_shot_feature)
 
     @property
     def pooling(self) -> str:
@@ -83,10 +90,15 @@ class CrossEncoder(nn.Module):
         m = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                features: torch.Tensor | None = None) -> torch.Tensor:
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
-        pooled = self.pool(out.last_hidden_state, attention_mask)
-        return self.head(pooled.float())
+        pooled = self.pool(out.last_hidden_state, attention_mask).float()
+        if self.n_features:
+            if features is None or features.shape != (pooled.shape[0], self.n_features):
+                raise ValueError(f"this teacher needs {self.n_features} pair feature(s) per pair")
+            pooled = torch.cat([pooled, features.float()], -1)
+        return self.head(pooled)
 
     # -- persistence ------------------------------------------------------------------------------
     def trainable_state(self) -> dict[str, torch.Tensor]:
@@ -150,9 +162,21 @@ def new_teacher(config: TeacherConfig, seed: int = 0) -> tuple[CrossEncoder, obj
     torch.manual_seed(seed)
     if config.freeze_embeddings:
         backbone.get_input_embeddings().weight.requires_grad_(False)
+    if config.freeze_layers:
+        for layer in transformer_layers(backbone)[: config.freeze_layers]:
+            layer.requires_grad_(False)
     if config.lora is not None:
         backbone = _with_lora(backbone, config.lora)
     return CrossEncoder(config, backbone), tokenizer
+
+
+def transformer_layers(backbone: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks of any transformers backbone (BERT's encoder.layer, Llama's layers, ...)."""
+    n = backbone.config.num_hidden_layers
+    for module in backbone.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n:
+            return module
+    raise ValueError(f"cannot find the {n} transformer layers of {type(backbone).__name__}")
 
 
 def _with_lora(backbone, opts: LoraOptions):

@@ -22,10 +22,16 @@ def autocast(enabled: bool):
 
 @torch.inference_mode()
 def predict_probs(model: CrossEncoder, tokenizer, queries: Sequence[str], items: Sequence[str],
-                  batch_size: int = 64, bf16: bool | None = None, progress: str | None = "teacher scoring") -> np.ndarray:
-    """Probability of each grade for pair i = (queries[i], items[i]); rows in input order."""
+                  batch_size: int = 64, bf16: bool | None = None, progress: str | None = "teacher scoring",
+                  features: np.ndarray | None = None) -> np.ndarray:
+    """Probability of each grade for pair i = (queries[i], items[i]); rows in input order.
+    ``features``: the pair features the teacher takes, if already computed (else computed here)."""
+    from searchrel.teacher.features import pair_features
+
     cfg = model.config
     bf16 = cpu_has_bf16() if bf16 is None else bf16
+    if features is None:
+        features = pair_features(cfg, queries, items)
     ids = encode_pairs(tokenizer, queries, items, cfg.max_length, cfg.is_decoder, cfg.query_prefix, cfg.passage_prefix)
     batches = length_batches([len(x) for x in ids], batch_size)
     out = np.zeros((len(ids), cfg.scale.n_grades), dtype=np.float32)
@@ -33,8 +39,9 @@ def predict_probs(model: CrossEncoder, tokenizer, queries: Sequence[str], items:
     it = track(batches, progress) if progress else batches
     for b in it:
         input_ids, mask = collate([ids[i] for i in b], tokenizer.pad_token_id)
+        feats = None if features is None else torch.from_numpy(features[b])
         with autocast(bf16):
-            logits = model(input_ids, mask)
+            logits = model(input_ids, mask, feats)
         out[b] = torch.softmax(logits.float(), -1).numpy()
     return out
 

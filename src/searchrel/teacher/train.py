@@ -29,6 +29,7 @@ from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset
 from searchrel.eval.evaluate import EvalConfig, evaluate
 from searchrel.progress import console, step
+from searchrel.teacher.features import pair_features
 from searchrel.teacher.model import CrossEncoder, TeacherConfig, new_teacher
 from searchrel.teacher.pairs import collate, encode_pairs, length_batches
 from searchrel.models.encode import cpu_has_bf16
@@ -86,12 +87,13 @@ def _targets(labels: np.ndarray, variance: np.ndarray | None, cfg: TrainConfig) 
     return torch.tensor(t, dtype=torch.float32)
 
 
-def _training_pairs(ds: Dataset, cfg: TrainConfig) -> pd.DataFrame:
-    pairs = ds.pairs("train")
+def _training_pairs(ds: Dataset, cfg: TrainConfig, split: str, required: bool = True) -> pd.DataFrame:
+    """Judged pairs of ``split`` in the training languages (validation stays in them too: no peeking)."""
+    pairs = ds.pairs(split)
     if cfg.train_languages:
         pairs = pairs[pairs["language"].isin(cfg.train_languages)]
-    if pairs.empty:
-        raise ValueError("no training pairs: the train split is empty"
+    if pairs.empty and required:
+        raise ValueError(f"no training pairs: the {split} split is empty"
                          + (f" for languages {cfg.train_languages}" if cfg.train_languages else ""))
     return pairs.reset_index(drop=True)
 
@@ -140,10 +142,10 @@ def _optimizer(model: CrossEncoder, cfg: TrainConfig, total_steps: int):
 
 
 def validate(model: CrossEncoder, tokenizer, ds: Dataset, valid: pd.DataFrame, texts: pd.Series,
-             bf16: bool) -> tuple[dict, np.ndarray]:
+             bf16: bool, features: np.ndarray | None) -> tuple[dict, np.ndarray]:
     probs = predict_probs(model, tokenizer, valid["query"].tolist(), texts.loc[valid["item_id"]].tolist(),
-                          bf16=bf16, progress=None)
-    result = evaluate(ds, pair_frame(model, probs, valid), EvalConfig(split="valid"))
+                          bf16=bf16, progress=None, features=features)
+    result = evaluate(ds, pair_frame(model, probs, valid), EvalConfig(split="valid"), pairs=valid)
     return result.overall, probs
 
 
@@ -164,10 +166,13 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
     model, tokenizer = new_teacher(cfg.teacher, cfg.seed)
     tcfg = model.config
     texts = build_item_texts(ds.items, tcfg.text)
-    train_pairs = _training_pairs(ds, cfg)
-    valid = ds.pairs("valid")
-    ids = encode_pairs(tokenizer, train_pairs["query"].tolist(), texts.loc[train_pairs["item_id"]].tolist(),
+    train_pairs = _training_pairs(ds, cfg, "train")
+    valid = _training_pairs(ds, cfg, "valid", required=False)
+    train_items = texts.loc[train_pairs["item_id"]].tolist()
+    ids = encode_pairs(tokenizer, train_pairs["query"].tolist(), train_items,
                        tcfg.max_length, tcfg.is_decoder, tcfg.query_prefix, tcfg.passage_prefix)
+    features = pair_features(tcfg, train_pairs["query"].tolist(), train_items)
+    valid_features = pair_features(tcfg, valid["query"].tolist(), texts.loc[valid["item_id"]].tolist())
     lengths = [len(x) for x in ids]
     variance = train_pairs["rater_variance"].to_numpy(float) if "rater_variance" in train_pairs else None
     targets = _targets(train_pairs["label"].to_numpy(), variance, cfg)
@@ -187,7 +192,7 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
             save_file(model.trainable_state(), str(run / "best.safetensors"))
             prog.best_step = prog.global_step
             return
-        metrics, _ = validate(model, tokenizer, ds, valid, texts, bf16)
+        metrics, _ = validate(model, tokenizer, ds, valid, texts, bf16, valid_features)
         score = metrics[cfg.select_metric] if metrics[cfg.select_metric] is not None else -math.inf
         best = -math.inf if prog.best is None else prog.best
         prog.history.append({"step": prog.global_step, "epoch": prog.epoch,
@@ -208,8 +213,9 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
             while prog.batch < len(batches):
                 b = batches[prog.batch]
                 input_ids, mask = collate([ids[i] for i in b], tokenizer.pad_token_id)
+                feats = None if features is None else torch.from_numpy(features[b])
                 with autocast(bf16):
-                    logits = model(input_ids, mask)
+                    logits = model(input_ids, mask, feats)
                 loss = torch.sum(-targets[b] * torch.log_softmax(logits.float(), -1), -1).mean()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
@@ -240,16 +246,16 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
                 if stop or epoch_end:
                     break
     prog.done = True
-    return _finish(run, cfg, model, tokenizer, ds, valid, texts, bf16, prog, len(ids))
+    return _finish(run, cfg, model, tokenizer, ds, valid, texts, bf16, prog, len(ids), valid_features)
 
 
 def _finish(run: Path, cfg: TrainConfig, model: CrossEncoder, tokenizer, ds: Dataset, valid: pd.DataFrame,
-            texts: pd.Series, bf16: bool, prog: _Progress, n_pairs: int) -> Path:
+            texts: pd.Series, bf16: bool, prog: _Progress, n_pairs: int, valid_features: np.ndarray | None) -> Path:
     """Load the best weights, fit grade thresholds on valid, write the finished teacher."""
     model.load_state_dict(load_file(str(run / "best.safetensors")), strict=False)
     model.eval()
     if cfg.fit_thresholds and not valid.empty:
-        _, probs = validate(model, tokenizer, ds, valid, texts, bf16)
+        _, probs = validate(model, tokenizer, ds, valid, texts, bf16, valid_features)
         model.config.thresholds = fit_thresholds(probs, valid["label"].to_numpy(), model.config.scale)
     model.save(run, tokenizer)
     _write_record(run, cfg, prog, model, n_pairs)
