@@ -84,3 +84,50 @@ def test_embed_scores_is_cosine_per_pair(tiny, enc):
                           precision="fp32")
     np.testing.assert_allclose(arrays, s, atol=1e-6)
     assert embed_scores(queries, items, [], model=str(tiny)).shape == (0,)
+
+
+# ------------------------------------------------------------------ jit backend (trace + freeze + oneDNN fusion)
+@pytest.fixture(scope="module")
+def jit(tiny):
+    return Encoder(tiny, precision="fp32", backend="jit")
+
+
+def test_jit_equals_eager_padded_and_unpadded(enc, jit):
+    ref = one_by_one(enc, TEXTS)  # eager, no padding at all
+    np.testing.assert_allclose(one_by_one(jit, TEXTS), ref, atol=1e-5)  # unpadded texts, bucket padding only
+    np.testing.assert_allclose(jit.encode(TEXTS, batch_size=4), ref, atol=1e-5)  # mixed lengths: the mask matters
+    np.testing.assert_allclose(jit.encode(TEXTS[::-1], batch_size=4)[::-1], ref, atol=1e-5)  # input order restored
+    same = ["red table"] * 3  # one length, no padding within the batch, filler rows below it
+    np.testing.assert_allclose(jit.encode(same, batch_size=4), np.repeat(ref[:1], 3, axis=0), atol=1e-5)
+
+
+def test_jit_bf16_is_close_to_eager(tiny, enc):
+    import torch
+    bf = Encoder(tiny, precision="bf16", backend="jit")
+    assert {p.dtype for p in bf.model.parameters()} == {torch.bfloat16}  # pure bf16 weights on this backend
+    cos = np.sum(bf.encode(TEXTS, batch_size=4) * enc.encode(TEXTS), axis=1)
+    assert cos.min() > 0.99
+
+
+def test_shape_buckets_are_bounded(jit, monkeypatch):
+    from searchrel.models import encode as E
+    assert [E.bucket_length(n, 512) for n in (3, 8, 9, 17, 33, 120, 129, 500)] == [4, 8, 12, 24, 48, 128, 192, 512]
+    assert E.bucket_length(60, 50) == 50  # never past the position table
+    assert [E.bucket_rows(n, 64) for n in (1, 2, 3, 5, 33, 64)] == [1, 2, 4, 8, 64, 64]
+    assert E.bucket_rows(40, 48) == 48  # not past batch_size
+    lengths = {E.bucket_length(n, 512) for n in range(1, 513)}
+    assert len(lengths) <= 24
+    assert all(rows <= 4 and width in lengths for rows, width in jit.shapes)
+    monkeypatch.setattr(E, "MAX_SHAPES", 2)
+    jit.encode(["lamp", "red table lamp", "red " * 20], batch_size=1)
+    assert len(jit.shapes) == 2
+
+
+def test_backend_choice(tiny, monkeypatch):
+    monkeypatch.delenv("SEARCHREL_ENCODE_BACKEND", raising=False)
+    assert Encoder(tiny, precision="fp32").backend == "eager"
+    assert Encoder(tiny, precision="bf16").backend == "jit"
+    monkeypatch.setenv("SEARCHREL_ENCODE_BACKEND", "eager")
+    assert Encoder(tiny, precision="bf16").backend == "eager"
+    with pytest.raises(ValueError):
+        Encoder(tiny, precision="bf16", backend="onnx")

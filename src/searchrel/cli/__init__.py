@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from searchrel.cli import data, evaluation
+from searchrel.cli import data, evaluation, experiments
 from searchrel.cli.imports import import_app
 from searchrel.cli.models import models_app
 from searchrel.cli.teacher import teacher_app
@@ -20,6 +20,8 @@ app.command("eval")(evaluation.eval_cmd)
 app.add_typer(evaluation.baseline_app, name="baseline")
 app.add_typer(teacher_app, name="teacher")
 app.add_typer(models_app, name="models")
+app.command("compare")(experiments.compare_cmd)
+app.command("ablate")(experiments.ablate_cmd)
 
 
 @app.command("demo")

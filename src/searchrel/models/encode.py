@@ -5,15 +5,27 @@ Where the time goes, and what this does about it (numbers in ``bench/encode.py``
 * Padding. Texts are tokenized once per chunk (the Rust tokenizer, in parallel), sorted by length and batched to
   the longest text in the batch, so a batch of 8-token queries costs 8 tokens, not ``max_length``. When every text
   in a batch has the same length no attention mask is passed at all (the unmasked SDPA kernel is faster).
-* Precision. On CPUs with native bf16 (AVX512-BF16 / AMX) the Linear weights are cast to bf16 once at load and the
-  forward runs under bf16 autocast: matmuls run on the bf16 units, while LayerNorm, the residual stream and the
-  pooled output stay float32 (embedding cosine against fp32 stays above 0.9999). Casting the weights at load, not
-  per call as plain autocast does, removes a copy of every weight per forward. ``force_fp32`` turns it off.
+* Precision. On CPUs with native bf16 (AVX512-BF16 / AMX) the eager backend casts the Linear weights to bf16
+  once at load and runs the forward under bf16 autocast: matmuls run on the bf16 units, while LayerNorm, the
+  residual stream and the pooled output stay float32 (embedding cosine against fp32 stays above 0.9999). Casting
+  the weights at load, not per call as plain autocast does, removes a copy of every weight per forward. The jit
+  backend (below) runs the whole model in bf16 (cosine against fp32 still above 0.9999). ``force_fp32`` turns
+  bf16 off.
 * Threads. One intra-op thread per CPU this process may run on (``sched_getaffinity``: containers and taskset
   count), unless ``OMP_NUM_THREADS`` or an explicit ``threads`` says otherwise; oversubscription is the main way
   to lose a factor of two on a small machine.
-* Loading. ``load_encoder`` caches one ``Encoder`` per (model directory, precision) in the process.
-* No ``torch.compile`` yet: not measured; at batch 1 the time is in the weight-bound matmuls, not Python.
+* Backend. ``backend="jit"`` (the default with bf16; ``"auto"``) casts the whole model to bf16, traces it once with
+  ``torch.jit.trace`` on a padded example (so the attention-mask path is in the graph: under tracing transformers
+  always materialises the mask), and keeps one ``torch.jit.freeze`` copy of that graph per batch shape, run with
+  oneDNN Graph fusion (fused oneDNN partitions instead of one PyTorch op at a time). Each copy only ever sees one
+  shape, so the profiling executor specialises it once and never falls back (in a trial, one copy fed six shapes
+  ran the sixth, 3x80 tokens, at ~0.57 s per call, many times the eager time). Shapes are bounded by bucketing:
+  sequence length rounded up to a multiple of 4 (<= 16 tokens), 8 (<= 32), 16 (<= 128) or 64; batch rows to a
+  power of two (or ``batch_size``); at most ``MAX_SHAPES`` copies are kept (least recently used dropped). A new
+  shape costs a profiling call plus a oneDNN compile (a few hundred ms) and ~27 MB. ``backend="eager"`` is the
+  plain transformers forward; ``SEARCHREL_ENCODE_BACKEND=eager`` switches the default without code changes.
+* Loading. ``load_encoder`` caches one ``Encoder`` per (model directory, precision, threads, backend) in the process.
+* ``torch.compile`` measured slower than the frozen trace here (and ~25 s to compile per shape); not used.
 """
 
 from __future__ import annotations
@@ -21,6 +33,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
@@ -33,6 +47,9 @@ from .registry import Backbone, backbone_for, resolve_model
 
 Kind = Literal["query", "passage", "raw"]
 Precision = Literal["auto", "bf16", "fp32"]
+Backend = Literal["auto", "eager", "jit"]
+
+MAX_SHAPES = 24  # frozen jit copies kept per Encoder: each holds its compiled oneDNN partitions (~27 MB, me5-small)
 
 
 def cpu_has_bf16() -> bool:
@@ -56,6 +73,54 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def bucket_length(n: int, cap: int) -> int:
+    """Sequence length a batch whose longest text has ``n`` tokens is padded to on the jit backend (<= ``cap``)."""
+    step = 4 if n <= 16 else 8 if n <= 32 else 16 if n <= 128 else 64
+    return min(cap, -(-n // step) * step)
+
+
+def bucket_rows(n: int, batch_size: int) -> int:
+    """Rows a batch of ``n`` texts is padded to on the jit backend: the next power of two, at most ``batch_size``."""
+    return min(1 << max(0, n - 1).bit_length(), max(n, batch_size))
+
+
+def resolve_backend(backend: Backend, precision: str) -> str:
+    if backend == "auto":
+        backend = os.environ.get("SEARCHREL_ENCODE_BACKEND", "auto") or "auto"  # type: ignore[assignment]
+    if backend == "auto":
+        return "jit" if precision == "bf16" else "eager"
+    if backend not in ("eager", "jit"):
+        raise ValueError(f"unknown encoder backend {backend!r} (eager, jit or auto)")
+    return backend
+
+
+@contextlib.contextmanager
+def _onednn_fusion():
+    """oneDNN Graph fusion on for our graphs only: the flag is process-wide, so it is restored afterwards."""
+    import torch
+    before = torch.jit.onednn_fusion_enabled()
+    torch.jit.enable_onednn_fusion(True)
+    try:
+        yield
+    finally:
+        torch.jit.enable_onednn_fusion(before)
+
+
+def _last_hidden(model):
+    """``model(ids, mask).last_hidden_state`` as a plain eval module for ``torch.jit.trace`` (no ModelOutput)."""
+    import torch
+
+    class LastHidden(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    return LastHidden(model).eval()
+
+
 def _to_mixed_bf16(model) -> None:
     """bf16 weights for every Linear (cast once); LayerNorm and embeddings stay float32."""
     import torch
@@ -74,7 +139,7 @@ class Encoder:
     """
 
     def __init__(self, path: str | Path, backbone: Backbone | None = None, precision: Precision = "auto",
-                 threads: int | None = None):
+                 threads: int | None = None, backend: Backend = "auto"):
         import torch
         from tokenizers import Tokenizer
         from transformers import AutoConfig, AutoModel
@@ -87,6 +152,7 @@ class Encoder:
         if precision == "auto":
             precision = "bf16" if cpu_has_bf16() else "fp32"
         self.precision: Precision = precision
+        self.backend = resolve_backend(backend, precision)
 
         config = AutoConfig.from_pretrained(self.path)
         extra = {"add_pooling_layer": False} if config.model_type in ("bert", "xlm-roberta", "roberta") else {}
@@ -101,10 +167,16 @@ class Encoder:
             hf_logging.set_verbosity(verbosity)
             if bars:
                 hf_logging.enable_progress_bar()
-        if self.precision == "bf16":
+        if self.precision == "bf16" and self.backend == "jit":
+            self.model.to(torch.bfloat16)  # pure bf16: no casts in the graph, half the embedding memory
+        elif self.precision == "bf16":
             _to_mixed_bf16(self.model)
         self.dim = int(config.hidden_size)
-        self.max_length = min(self.backbone.max_length, int(getattr(config, "max_position_embeddings", 512)))
+        self.positions = int(getattr(config, "max_position_embeddings", 512))
+        self.max_length = min(self.backbone.max_length, self.positions)
+        self._traced = None  # the one trace (jit backend), frozen once per shape into self._frozen
+        self._frozen: OrderedDict[tuple[int, int], object] = OrderedDict()
+        self._jit_lock = threading.Lock()
 
         self.tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
         self.tokenizer.no_padding()
@@ -150,13 +222,18 @@ class Encoder:
         out = np.empty((len(ids), self.dim), np.float32)
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            out[idx] = self._forward([ids[i] for i in idx], lengths[idx])
+            out[idx] = self._forward([ids[i] for i in idx], lengths[idx], batch_size)
             advance(len(idx))
         if normalize:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
 
-    def _forward(self, ids: list[list[int]], lengths: np.ndarray) -> np.ndarray:
+    def _forward(self, ids: list[list[int]], lengths: np.ndarray, batch_size: int) -> np.ndarray:
+        if self.backend == "jit":
+            return self._forward_jit(ids, lengths, batch_size)
+        return self._forward_eager(ids, lengths)
+
+    def _forward_eager(self, ids: list[list[int]], lengths: np.ndarray) -> np.ndarray:
         import torch
 
         longest = int(lengths.max())
@@ -173,6 +250,57 @@ class Encoder:
             hidden = self.model(input_ids=input_ids, attention_mask=attention).last_hidden_state
         return self._pool(hidden.float(), torch.from_numpy(mask), torch.from_numpy(lengths)).numpy()
 
+    def _forward_jit(self, ids: list[list[int]], lengths: np.ndarray, batch_size: int) -> np.ndarray:
+        import torch
+
+        n = len(ids)
+        rows = bucket_rows(n, batch_size)
+        width = bucket_length(int(lengths.max()), self.positions)
+        batch = np.full((rows, width), self.pad_id, np.int64)
+        mask = np.zeros((rows, width), np.int64)
+        mask[n:, 0] = 1  # filler rows attend to one pad token (an all-masked row would give NaN), then are dropped
+        for row, x in enumerate(ids):
+            batch[row, :len(x)] = x
+            mask[row, :len(x)] = 1
+        full = np.ones(rows, np.int64)
+        full[:n] = lengths
+        input_ids, attention = torch.from_numpy(batch), torch.from_numpy(mask)
+        module = self._jit_module(rows, width)
+        with torch.inference_mode(), _onednn_fusion():
+            hidden = module(input_ids, attention)
+        return self._pool(hidden.float(), attention, torch.from_numpy(full))[:n].numpy()
+
+    def _jit_module(self, rows: int, width: int):
+        """The frozen graph for one (rows, width) shape: traced once, frozen per shape, least recently used dropped."""
+        import torch
+
+        key = (rows, width)
+        with self._jit_lock:
+            module = self._frozen.get(key)
+            if module is not None:
+                self._frozen.move_to_end(key)
+                return module
+            with torch.inference_mode(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TracerWarnings about Python bools in the mask helpers (constant here)
+                if self._traced is None:
+                    # padded example: row 1 masks its second half, so the masked-attention path is what gets traced
+                    example = torch.full((2, 8), self.pad_id, dtype=torch.long)
+                    example[:, 0] = 0
+                    mask = torch.ones(2, 8, dtype=torch.long)
+                    mask[1, 4:] = 0
+                    self._traced = torch.jit.trace(_last_hidden(self.model), (example, mask), strict=False,
+                                                   check_trace=False)
+                module = torch.jit.freeze(self._traced)
+            self._frozen[key] = module
+            while len(self._frozen) > MAX_SHAPES:
+                self._frozen.popitem(last=False)
+            return module
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        """The (rows, tokens) shapes the jit backend holds a compiled graph for."""
+        return list(self._frozen)
+
     def _pool(self, hidden, mask, lengths):
         pooling = self.backbone.pooling
         if pooling == "mean":  # e5: mean over every real token, <s> and </s> included
@@ -185,20 +313,21 @@ class Encoder:
         raise ValueError(f"unknown pooling {pooling!r}")
 
 
-_CACHE: dict[tuple[str, str, int | None], Encoder] = {}
+_CACHE: dict[tuple[str, str, int | None, str], Encoder] = {}
 _LOCK = threading.Lock()
 
 
 def load_encoder(name: str = "me5-small", precision: Precision = "auto", force_fp32: bool = False,
-                 threads: int | None = None) -> Encoder:
-    """The process-wide ``Encoder`` for a registered name, local path or hub id (loaded once per precision)."""
+                 threads: int | None = None, backend: Backend = "auto") -> Encoder:
+    """The process-wide ``Encoder`` for a registered name, local path or hub id (loaded once per precision/backend)."""
     if force_fp32:
         precision = "fp32"
     if precision == "auto":
         precision = "bf16" if cpu_has_bf16() else "fp32"
+    backend = resolve_backend(backend, precision)
     path = resolve_model(name)
-    key = (str(path.resolve()), precision, threads)
+    key = (str(path.resolve()), precision, threads, backend)
     with _LOCK:
         if key not in _CACHE:
-            _CACHE[key] = Encoder(path, backbone_for(name), precision=precision, threads=threads)
+            _CACHE[key] = Encoder(path, backbone_for(name), precision=precision, threads=threads, backend=backend)
         return _CACHE[key]

@@ -138,10 +138,19 @@ def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def quiet_transformers() -> None:
+    """transformers' load reports (newly initialised poolers, weight-loading bars) are noise in our logs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def build_backbone(name_or_path: str | Path):
     """(backbone module, tokenizer, registry prefixes, is_decoder) for a backbone name or directory."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    quiet_transformers()
     from searchrel.models.registry import backbone_for, resolve_model
 
     path = resolve_model(str(name_or_path))
@@ -195,6 +204,7 @@ def load_teacher(path: str | Path) -> tuple[CrossEncoder, object]:
     path = Path(path)
     if not (path / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{path}: not a teacher directory ({CONFIG_FILE} is missing)")
+    quiet_transformers()
     config = TeacherConfig.model_validate_json((path / CONFIG_FILE).read_text())
     hf_config = AutoConfig.from_pretrained(path / "backbone")
     backbone = AutoModel.from_config(hf_config, dtype=torch.float32)

@@ -1,0 +1,97 @@
+"""Benchmark teacher training on the CPU: tokens/s and the share of the calibrated bf16 matmul rate it reaches.
+
+    .venv/bin/python bench/train.py [--steps 12] [--out bench/results/train-YYYY-MM-DD.json]
+
+One run on this machine measures, for me5-small cross-encoder training steps (batch 16, ~128-token pairs,
+bf16 autocast, AdamW): (a) the default — word embeddings frozen; (b) the whole model trained, i.e. a dense
+AdamW update of the 96M-parameter embedding table on every step; (c) frozen embeddings and the lowest 6 layers
+frozen. FLOPs are counted as 6 × trainable non-embedding parameters per token (forward, and backward for
+activations and weights); for (c) that formula leaves out the frozen layers' forward pass, so its GFLOP/s
+understates the work done — compare its tokens/s. Writes JSON with the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("SEARCHREL_PROGRESS", "0")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from encode import calibrate, machine_info, make_texts  # noqa: E402  (the same calibration as bench/encode.py)
+
+SETTINGS = {
+    "frozen embeddings (default)": {"freeze_embeddings": True, "freeze_layers": 0},
+    "all parameters (dense embedding update)": {"freeze_embeddings": False, "freeze_layers": 0},
+    "frozen embeddings + lowest 6 layers": {"freeze_embeddings": True, "freeze_layers": 6},
+}
+
+
+def measure(setting: dict, steps: int, batch: int = 16, max_length: int = 128) -> dict:
+    import torch
+
+    from searchrel.teacher.model import TeacherConfig, new_teacher
+    from searchrel.teacher.pairs import collate, encode_pairs
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model, tok = new_teacher(TeacherConfig(backbone="me5-small", max_length=max_length, **setting))
+    model.train()
+    queries = make_texts(batch * (steps + 2), 3, seed=1)
+    items = make_texts(batch * (steps + 2), 110, seed=2)
+    ids = encode_pairs(tok, queries, items, max_length, query_prefix="query: ", passage_prefix="passage: ")
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-5)
+    target = torch.zeros(batch, dtype=torch.long)
+    times, tokens = [], 0
+    for s in range(steps + 2):  # the first two steps warm up allocators and kernels
+        input_ids, mask = collate(ids[s * batch:(s + 1) * batch], tok.pad_token_id)
+        t = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = model(input_ids, mask)
+        torch.nn.functional.cross_entropy(logits.float(), target).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if s >= 2:
+            times.append(time.perf_counter() - t)
+            tokens += int(mask.sum())
+    trainable = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and "embeddings" not in n)
+    tps = tokens / sum(times)
+    return {"tokens_per_s": tps, "step_s_median": float(np.median(times)), "trainable_non_embedding_params": trainable,
+            "trainable_params": sum(p.numel() for p in params), "gflops": 6 * trainable * tps / 1e9}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / f"train-{dt.date.today()}.json")
+    args = ap.parse_args()
+    started = os.getloadavg()[0]
+    calib = calibrate()
+    rows = []
+    for name, setting in SETTINGS.items():
+        r = measure(setting, args.steps)
+        r.update(setting=name, pct_of_bf16_matmul=100 * r["gflops"] / calib["bf16"])
+        rows.append(r)
+        print(f"{name:42s} {r['tokens_per_s']:8.0f} tok/s  {r['step_s_median']:.2f} s/step  "
+              f"{r['gflops']:6.0f} GFLOP/s  {r['pct_of_bf16_matmul']:4.1f}% of bf16 matmul", flush=True)
+    res = {"machine": machine_info() | {"load_average_start": started, "load_average_end": os.getloadavg()[0]},
+           "calibration_gflops": calib, "batch": 16, "max_length": 128, "steps": args.steps, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=2) + "\n")
+    print("\n| setting | tokens/s | s/step | trainable non-emb. params | GFLOP/s | % of bf16 matmul |\n|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['setting']} | {r['tokens_per_s']:,.0f} | {r['step_s_median']:.2f} | "
+              f"{r['trainable_non_embedding_params'] / 1e6:.1f}M | {r['gflops']:.0f} | {r['pct_of_bf16_matmul']:.1f}% |")
+    print(f"\ncalibrated matmul: bf16 {calib['bf16']:.0f}, fp32 {calib['fp32']:.0f} GFLOP/s; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

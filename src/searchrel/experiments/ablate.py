@@ -1,0 +1,66 @@
+"""The feature ablation: the teacher trained on growing field sets — caption only; + title and description;
++ board titles; + engaged queries — each step's metrics as a table and a chart (BM25 alongside, for scale)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from searchrel.annotate.text import TextConfig
+from searchrel.baselines.bm25 import bm25_predictions
+from searchrel.data.dataset import Dataset
+from searchrel.eval.charts import line_chart
+from searchrel.eval.evaluate import EvalConfig, EvalResult, evaluate
+from searchrel.experiments.common import teacher_result, write_outputs
+from searchrel.progress import console
+from searchrel.teacher.train import TrainConfig
+
+STEPS: list[tuple[str, list[str]]] = [
+    ("caption", ["image_caption"]),
+    ("+ title, description", ["title", "description"]),
+    ("+ board titles", ["board_titles"]),
+    ("+ engaged queries", ["engaged_queries"]),
+]
+
+
+class AblateConfig(BaseModel):
+    train: TrainConfig = Field(default_factory=TrainConfig)  # its text fields are replaced per step
+    split: str = "test"
+    metric: str = "ndcg@8"  # the one the chart follows
+
+
+def available_fields(ds: Dataset) -> set[str]:
+    """Fields the dataset actually fills (a column of nulls counts as missing)."""
+    return {f for f in ds.text_fields if ds.items[f].notna().any()}
+
+
+def ablate(ds: Dataset, out: Path, cfg: AblateConfig) -> tuple[list[str], dict[str, EvalResult], list[str]]:
+    """Train and evaluate one teacher per step that adds a field the dataset has; say which were skipped."""
+    have = available_fields(ds)
+    fields: list[str] = []
+    steps, results, notes = [], {}, []
+    ev = EvalConfig(split=cfg.split)
+    for label, added in STEPS:
+        missing = [f for f in added if f not in have]
+        if missing:
+            notes.append(f"step '{label}': the dataset has no {', '.join(missing)}; "
+                         + ("step skipped" if len(missing) == len(added) else "left out"))
+            console.print(f"[yellow]ablation:[/] {notes[-1]}")
+        new = [f for f in added if f in have]
+        if not new:
+            continue
+        fields = fields + new
+        text = cfg.train.teacher.text.model_copy(update={"fields": list(fields)})
+        train_cfg = cfg.train.model_copy(update={"teacher": cfg.train.teacher.model_copy(update={"text": text})})
+        steps.append(label)
+        results[f"teacher: {label}"] = teacher_result(ds, out / f"step{len(steps)}", train_cfg, cfg.split)
+        results[f"BM25: {label}"] = evaluate(ds, bm25_predictions(ds, TextConfig(fields=list(fields)), cfg.split), ev)
+    if not steps:
+        raise ValueError(f"no ablation step applies: the dataset fills none of "
+                         f"{', '.join(f for _, fs in STEPS for f in fs)}")
+    write_outputs(out, "ablation", results, f"{ds.info.name}: feature ablation ({cfg.split} split)", notes)
+    line_chart(steps, {kind: [results[f"{kind}: {s}"].overall.get(cfg.metric) for s in steps]
+                       for kind in ("teacher", "BM25")},
+               out / "ablation-curve.png", f"{ds.info.name}: {cfg.metric} as fields are added", cfg.metric)
+    return steps, results, notes
