@@ -14,10 +14,11 @@ from safetensors.torch import load_file
 
 from searchrel.annotate.text import TextConfig
 from searchrel.eval.evaluate import EvalConfig, evaluate
-from searchrel.teacher.model import TeacherConfig, decode_grades, load_teacher
+from searchrel.teacher.config import TeacherConfig, TrainConfig
+from searchrel.teacher.model import decode_grades, load_teacher
 from searchrel.teacher.predict import predict_dataset
 from searchrel.teacher.thresholds import fit_thresholds
-from searchrel.teacher.train import TrainConfig, train
+from searchrel.teacher.train import train
 
 HERE = Path(__file__).parent
 
@@ -163,7 +164,7 @@ def test_cli_train_predict_eval(tiny_bert, tmp_path):
 
 def test_lora_adapters_train_and_merge(tiny_bert, tmp_path):
     pytest.importorskip("peft")
-    from searchrel.teacher.model import LoraOptions
+    from searchrel.teacher.config import LoraOptions
 
     cfg = _config(tiny_bert, epochs=1)
     cfg = cfg.model_copy(update={"teacher": cfg.teacher.model_copy(update={"lora": LoraOptions(r=4, alpha=8)})})

@@ -25,16 +25,19 @@ app.command("ablate")(experiments.ablate_cmd)
 
 
 @app.command("demo")
-def demo_cmd(out: str = typer.Option("runs/demo", help="run directory")) -> None:
+def demo_cmd(out: str = typer.Option("runs/demo", help="run directory"),
+             teacher_minutes: float | None = typer.Option(None, help="teacher training budget in minutes "
+                                                          "(default: the demo's; 0: baselines only)")) -> None:
     """The main job on built-in synthetic data, end to end; prints where the results are."""
     from pathlib import Path
 
-    from searchrel.demo import run_demo
+    from searchrel.demo import TEACHER_MINUTES, run_demo
     from searchrel.eval.tables import rich_table
 
     from searchrel.cli.common import console
 
-    results = run_demo(Path(out))
+    minutes = TEACHER_MINUTES if teacher_minutes is None else teacher_minutes
+    results = run_demo(Path(out), teacher_minutes=minutes or None)
     console.print(rich_table(results, title="demo: synthetic world, test split", breakdown=False))
     last = list(results)[-1]
     console.print(rich_table({last: results[last]}, title=f"{last} per language and country"))

@@ -12,7 +12,7 @@ from searchrel.annotate.text import TextConfig
 from searchrel.cli.common import console, user_errors
 from searchrel.data.dataset import load_dataset
 from searchrel.eval.tables import rich_table
-from searchrel.teacher.train import TrainConfig
+from searchrel.teacher.config import TrainConfig
 
 
 def train_config(ds, config: Path | None, max_minutes: float | None, epochs: int | None, fields: str | None,

@@ -9,8 +9,13 @@ import typer
 from searchrel.annotate.text import TextConfig
 from searchrel.cli.common import console, user_errors, write_table
 from searchrel.data.dataset import load_dataset
+from searchrel.teacher.config import LoraOptions, TeacherConfig, TrainConfig
 
 teacher_app = typer.Typer(help="The cross-encoder teacher.", no_args_is_help=True)
+
+# Defaults are declared once, in the typed configs; the options only show them.
+_T = {k: f.default for k, f in TeacherConfig.model_fields.items()}
+_R = {k: f.default for k, f in TrainConfig.model_fields.items()}
 
 
 @teacher_app.command("train")
@@ -18,30 +23,30 @@ teacher_app = typer.Typer(help="The cross-encoder teacher.", no_args_is_help=Tru
 def train_cmd(
     dataset: Path = typer.Argument(..., help="dataset directory (its train/valid split is used)"),
     out: Path = typer.Option(..., help="run directory: checkpoints, then the finished teacher"),
-    backbone: str = typer.Option("me5-small", help="registered name (me5-small, gemma-3-270m), local path or hub id"),
+    backbone: str = typer.Option(_T["backbone"], help="registered name (me5-small, gemma-3-270m), local path or hub id"),
     fields: str | None = typer.Option(None, help="item fields, comma-separated (default: the filled core fields)"),
     budgets: str | None = typer.Option(None, help="per-field token budgets, e.g. description=96"),
-    epochs: int = typer.Option(4),
-    max_length: int = typer.Option(128, help="tokens per (query, item) pair"),
-    lr: float = typer.Option(4e-5, help="backbone learning rate"),
-    head_lr: float = typer.Option(1e-3, help="head learning rate"),
-    batch_size: int = typer.Option(16),
+    epochs: int = typer.Option(_R["epochs"]),
+    max_length: int = typer.Option(_T["max_length"], help="tokens per (query, item) pair"),
+    lr: float = typer.Option(_R["lr"], help="backbone learning rate"),
+    head_lr: float = typer.Option(_R["head_lr"], help="head learning rate"),
+    batch_size: int = typer.Option(_R["batch_size"]),
     max_minutes: float | None = typer.Option(None, help="stop cleanly within this budget, keeping the best checkpoint"),
-    select_metric: str = typer.Option("ndcg@8", help="validation metric for early stopping: ndcg@8 or qwk"),
+    select_metric: str = typer.Option(_R["select_metric"], help="validation metric for early stopping: ndcg@8 or qwk"),
     train_languages: str | None = typer.Option(None, help="train on these query languages only, e.g. en"),
-    label_smoothing: float = typer.Option(0.0),
-    soft_targets: bool = typer.Option(False, help="spread targets by rater_variance"),
+    label_smoothing: float = typer.Option(_R["label_smoothing"]),
+    soft_targets: bool = typer.Option(_R["soft_targets"], help="spread targets by rater_variance"),
     unfreeze_embeddings: bool = typer.Option(False, help="also train the word-embedding table (slow, hurts other languages)"),
-    freeze_layers: int = typer.Option(0, help="freeze the lowest N transformer layers"),
-    zero_shot_feature: bool = typer.Option(False, help="give the head the frozen backbone's query-item cosine"),
+    freeze_layers: int = typer.Option(_T["freeze_layers"], help="freeze the lowest N transformer layers"),
+    zero_shot_feature: bool = typer.Option(_T["zero_shot_feature"], help="give the head the frozen backbone's query-item cosine"),
     lora: int | None = typer.Option(None, help="train LoRA adapters of this rank instead of the whole backbone (peft)"),
     fp32: bool = typer.Option(False, help="no bf16 autocast"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(_R["seed"]),
     resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
 ) -> None:
     """Fine-tune the teacher on the human labels of DATASET."""
-    from searchrel.teacher.model import LoraOptions, TeacherConfig
-    from searchrel.teacher.train import TrainConfig, train
+    from searchrel.teacher.train import train
+
 
     ds = load_dataset(dataset)
     text = TextConfig.parse(fields, budgets) if fields else TextConfig.default_for(ds.items)

@@ -12,9 +12,9 @@ from searchrel.baselines.bm25 import bm25_predictions
 from searchrel.data.dataset import Dataset
 from searchrel.eval.charts import line_chart
 from searchrel.eval.evaluate import EvalConfig, EvalResult, evaluate
-from searchrel.experiments.common import teacher_result, write_outputs
+from searchrel.experiments.common import teacher_result, training_note, write_outputs
 from searchrel.progress import console
-from searchrel.teacher.train import TrainConfig
+from searchrel.teacher.config import TrainConfig
 
 STEPS: list[tuple[str, list[str]]] = [
     ("caption", ["image_caption"]),
@@ -55,6 +55,7 @@ def ablate(ds: Dataset, out: Path, cfg: AblateConfig) -> tuple[list[str], dict[s
         train_cfg = cfg.train.model_copy(update={"teacher": cfg.train.teacher.model_copy(update={"text": text})})
         steps.append(label)
         results[f"teacher: {label}"] = teacher_result(ds, out / f"step{len(steps)}", train_cfg, cfg.split)
+        notes.append(training_note(f"teacher: {label}", out / f"step{len(steps)}"))
         results[f"BM25: {label}"] = evaluate(ds, bm25_predictions(ds, TextConfig(fields=list(fields)), cfg.split), ev)
     if not steps:
         raise ValueError(f"no ablation step applies: the dataset fills none of "

@@ -12,7 +12,8 @@ from searchrel.eval.scorers import load_scorer
 from searchrel.eval.tables import markdown_table
 from searchrel.progress import console
 from searchrel.teacher.model import CONFIG_FILE
-from searchrel.teacher.train import TrainConfig, train
+from searchrel.teacher.config import TrainConfig
+from searchrel.teacher.train import train
 
 
 def teacher_result(ds: Dataset, run: Path, cfg: TrainConfig, split: str) -> EvalResult:
@@ -22,6 +23,15 @@ def teacher_result(ds: Dataset, run: Path, cfg: TrainConfig, split: str) -> Eval
     else:
         train(ds, run, cfg, resume=run.exists())
     return evaluate(ds, load_scorer(run).predict(ds, split), EvalConfig(split=split))
+
+
+def training_note(name: str, run: Path) -> str:
+    """How a teacher was trained, from its own record: budget, steps, time, throughput, best step."""
+    rec = json.loads((run / "train.json").read_text())
+    c = rec["config"]
+    budget = f"{c['max_minutes']:g}-minute budget" if c.get("max_minutes") else f"{c['epochs']} epochs"
+    return (f"{name}: {budget}, {rec['steps']} steps in {rec['elapsed_s'] / 60:.1f} min "
+            f"({rec['tokens_per_s'] or 0:,.0f} tokens/s), best valid {c['select_metric']} at step {rec['best']['step']}")
 
 
 def write_outputs(out: Path, name: str, results: dict[str, EvalResult], title: str,

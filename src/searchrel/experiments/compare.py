@@ -12,10 +12,10 @@ from searchrel.baselines.bm25 import bm25_predictions
 from searchrel.baselines.embed import embed_predictions
 from searchrel.data.dataset import Dataset
 from searchrel.eval.evaluate import EvalConfig, EvalResult, evaluate
-from searchrel.experiments.common import teacher_result, write_outputs
+from searchrel.experiments.common import teacher_result, training_note, write_outputs
 from searchrel.models.registry import ModelError
 from searchrel.progress import console
-from searchrel.teacher.train import TrainConfig
+from searchrel.teacher.config import TrainConfig
 
 
 class CompareConfig(BaseModel):
@@ -41,12 +41,14 @@ def compare(ds: Dataset, out: Path, cfg: CompareConfig) -> dict[str, EvalResult]
     notes = []
     for backbone in cfg.backbones:
         train_cfg = cfg.train.model_copy(update={"teacher": cfg.train.teacher.model_copy(update={"backbone": backbone})})
+        run = out / f"teacher-{_slug(backbone)}"
         try:
-            results[f"teacher {backbone}"] = teacher_result(ds, out / f"teacher-{_slug(backbone)}", train_cfg, cfg.split)
+            results[f"teacher {backbone}"] = teacher_result(ds, run, train_cfg, cfg.split)
+            notes.append(training_note(f"teacher {backbone}", run))
         except (ModelError, ImportError) as e:
             notes.append(f"teacher {backbone} skipped: {e}")
             console.print(f"[yellow]skipped[/] teacher {backbone}: {e}")
-    budget = f", {cfg.train.max_minutes:g} min per teacher" if cfg.train.max_minutes else ""
-    notes.append(f"teachers trained on the train split{budget}; fields: {fields}; evaluated on split {cfg.split}")
+    langs = f" (queries in {', '.join(cfg.train.train_languages)} only)" if cfg.train.train_languages else ""
+    notes.append(f"teachers trained on the train split{langs}; fields: {fields}; evaluated on split {cfg.split}")
     write_outputs(out, "comparison", results, f"{ds.info.name}: backbone comparison ({cfg.split} split)", notes)
     return results

@@ -1,6 +1,15 @@
 """The teacher: a cross-encoder fine-tuned on human labels that judges (query, item) pairs on the graded scale."""
 
-from searchrel.teacher.model import CrossEncoder, TeacherConfig, load_teacher
-from searchrel.teacher.train import TrainConfig, train
+from searchrel.teacher.config import LoraOptions, TeacherConfig, TrainConfig
 
-__all__ = ["CrossEncoder", "TeacherConfig", "TrainConfig", "load_teacher", "train"]
+__all__ = ["CrossEncoder", "LoraOptions", "TeacherConfig", "TrainConfig", "load_teacher", "train"]
+
+
+def __getattr__(name):  # torch and transformers load only when a model is asked for
+    if name in ("CrossEncoder", "load_teacher"):
+        from searchrel.teacher import model
+        return getattr(model, name)
+    if name == "train":
+        from searchrel.teacher.train import train
+        return train
+    raise AttributeError(name)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from searchrel.baselines.embed import embed_scores
-from searchrel.teacher.model import TeacherConfig
+from searchrel.teacher.config import TeacherConfig
 
 
 def pair_features(config: TeacherConfig, queries: Sequence[str], items: Sequence[str]) -> np.ndarray | None:

@@ -9,49 +9,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
-
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from searchrel.annotate.text import TextConfig
 from searchrel.data.dataset import Scale
+from searchrel.teacher.config import LoraOptions, TeacherConfig
 
 CONFIG_FILE = "teacher.json"
 WEIGHTS_FILE = "model.safetensors"
-
-
-class LoraOptions(BaseModel):
-    """Low-rank adapters (peft) instead of full fine-tuning: for large LLM backbones on a GPU."""
-
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] | str = "all-linear"
-
-
-class TeacherConfig(BaseModel):
-    """Everything needed to rebuild a teacher; saved next to its weights."""
-
-    backbone: str = "me5-small"
-    pooling: Literal["auto", "cls", "mean", "last"] = "auto"  # auto: mean for encoders, last for decoders
-    scale: Scale = Field(default_factory=Scale)
-    text: TextConfig = Field(default_factory=TextConfig)
-    max_length: int = 128  # CrowdFlower pairs fit in ~128 tokens with the default budgets
-    head_hidden: int = 256
-    dropout: float = 0.1
-    freeze_embeddings: bool = True  # the 96M-parameter word table: freezing it keeps unseen languages intact
-    freeze_layers: int = 0  # also freeze the lowest N transformer layers (faster steps, less forgetting)
-    zero_shot_feature: bool = False  # feed the frozen backbone's query-item embedding cosine to the head
-    lora: LoraOptions | None = None
-    query_prefix: str = ""
-    passage_prefix: str = ""
-    is_decoder: bool = False
-    # grade decoding: cut points on the expected grade, fitted on valid for QWK; None = most probable grade
-    thresholds: list[float] | None = None
 
 
 def _is_decoder(hf_config) -> bool:

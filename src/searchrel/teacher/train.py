@@ -17,7 +17,6 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -30,34 +29,12 @@ from searchrel.data.dataset import Dataset
 from searchrel.eval.evaluate import EvalConfig, evaluate
 from searchrel.progress import console, step
 from searchrel.teacher.features import pair_features
-from searchrel.teacher.model import CrossEncoder, TeacherConfig, new_teacher
+from searchrel.teacher.config import TrainConfig
+from searchrel.teacher.model import CrossEncoder, new_teacher
 from searchrel.teacher.pairs import collate, encode_pairs, length_batches
 from searchrel.models.encode import cpu_has_bf16
 from searchrel.teacher.predict import autocast, pair_frame, predict_probs
 from searchrel.teacher.thresholds import fit_thresholds
-
-
-class TrainConfig(BaseModel):
-    """How the teacher is trained. Defaults: the recipe measured on CrowdFlower (see README)."""
-
-    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
-    epochs: int = 4
-    lr: float = 4e-5  # backbone; small, so the multilingual pretraining survives
-    head_lr: float = 1e-3  # the head starts from scratch and may move fast
-    weight_decay: float = 0.01
-    warmup: float = 0.06  # share of steps with a linear warm-up
-    batch_size: int = 16
-    label_smoothing: float = 0.0
-    soft_targets: bool = False  # targets spread by rater_variance instead of one-hot labels
-    max_minutes: float | None = None  # stop cleanly when the budget is spent, keeping the best checkpoint
-    eval_every: int = 100  # steps between validation passes (and always at an epoch's end)
-    checkpoint_every: int = 50  # steps between resumable checkpoints
-    patience: int = 6  # validation passes without improvement before stopping early
-    select_metric: Literal["ndcg@8", "qwk"] = "ndcg@8"
-    train_languages: list[str] | None = None  # e.g. ["en"]: train on these query languages only
-    fit_thresholds: bool = True  # cut points on the expected grade that maximise valid QWK
-    bf16: bool | None = None  # None: on where the CPU has native bf16
-    seed: int = 0
 
 
 class _Progress(BaseModel):
