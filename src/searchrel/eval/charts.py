@@ -31,7 +31,7 @@ def bar_chart(results: dict[str, EvalResult], path: Path, title: str, metrics=DE
     ax.set_xticks(range(len(metrics)), metrics)
     ax.set_ylim(0, 1.05)
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
