@@ -131,3 +131,14 @@ def test_backend_choice(tiny, monkeypatch):
     assert Encoder(tiny, precision="bf16").backend == "eager"
     with pytest.raises(ValueError):
         Encoder(tiny, precision="bf16", backend="onnx")
+
+
+def test_texts_longer_than_the_position_table_are_truncated(tmp_path):
+    from searchrel.models.encode import Encoder
+    from searchrel.models.testing import make_tiny_bert
+
+    path = make_tiny_bert(tmp_path / "tiny", max_positions=16)
+    for backend in ("eager", "jit"):
+        enc = Encoder(path, precision="fp32" if backend == "eager" else "bf16", backend=backend)
+        out = enc.encode(["red table " * 40, "blue"], max_length=512)  # asked for more than the model can take
+        assert out.shape[0] == 2 and np.isfinite(out).all()

@@ -200,7 +200,7 @@ class Encoder:
         Sorting happens within a chunk of ``chunk_size`` texts, which bounds memory while keeping padding low.
         """
         prefix = {"query": self.backbone.query_prefix, "passage": self.backbone.passage_prefix, "raw": ""}[kind]
-        self._set_truncation(max_length or self.max_length)
+        self._set_truncation(min(max_length or self.max_length, self.max_length))  # never past the position table
         show = progress if progress is not None else (total is None or total > 4 * batch_size)
         bar = step(f"encoding {kind}s", total=total) if show else contextlib.nullcontext(lambda k=1: None)
         it = iter(texts)
