@@ -154,13 +154,13 @@ class Encoder:
         self.precision: Precision = precision
         self.backend = resolve_backend(backend, precision)
 
-        config = AutoConfig.from_pretrained(self.path)
-        extra = {"add_pooling_layer": False} if config.model_type in ("bert", "xlm-roberta", "roberta") else {}
         verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # no load report for the pooler we deliberately leave out
         bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()  # no config notes, no load report for the pooler we deliberately leave out
         hf_logging.disable_progress_bar()
         try:
+            config = AutoConfig.from_pretrained(self.path)
+            extra = {"add_pooling_layer": False} if config.model_type in ("bert", "xlm-roberta", "roberta") else {}
             self.model = AutoModel.from_pretrained(self.path, attn_implementation="sdpa", dtype=torch.float32,
                                                    **extra).eval()
         finally:
@@ -283,6 +283,9 @@ class Encoder:
             with torch.inference_mode(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # TracerWarnings about Python bools in the mask helpers (constant here)
                 if self._traced is None:
+                    from transformers.utils import logging as hf_logging
+
+                    hf_logging.set_verbosity_error()  # tracing reads model.loss_function, which logs a note
                     # padded example: row 1 masks its second half, so the masked-attention path is what gets traced
                     example = torch.full((2, 8), self.pad_id, dtype=torch.long)
                     example[:, 0] = 0
