@@ -40,17 +40,16 @@ def run_demo(out: Path, synth: SynthConfig | None = None, split: str = "test",
 
     t = time.perf_counter()
     ds = synthesize(synth or SynthConfig())
-    ds.save(out / "dataset")
     timings["synthesize"] = time.perf_counter() - t
     console.print(f"synthesized {len(ds.items):,} items, {len(ds.queries):,} queries, {len(ds.judgments):,} "
-                  f"judgments, {len(ds.search_log):,} log events -> {out / 'dataset'}")
+                  f"judgments, {len(ds.search_log):,} log events")
 
     t = time.perf_counter()
     ds, report = annotate(ds, AnnotateConfig())
     ds.save(out / "dataset")
     timings["annotate"] = time.perf_counter() - t
     console.print(f"annotated: {report.items_with_boards:,} items with board titles, "
-                  f"{report.items_with_queries:,} with engaged queries")
+                  f"{report.items_with_queries:,} with engaged queries -> {out / 'dataset'}")
 
     results: dict[str, EvalResult] = {}
     t = time.perf_counter()

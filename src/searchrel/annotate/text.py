@@ -69,8 +69,8 @@ class TextConfig(BaseModel):
     @classmethod
     def default_for(cls, items: pd.DataFrame) -> "TextConfig":
         """The default fields that this item table actually fills (CrowdFlower has no captions or boards)."""
-        present = [f for f in DEFAULT_FIELDS if f in items.columns and items[f].notna().any()]
-        return cls(fields=present or ["title"])
+        filled = filled_fields(items)
+        return cls(fields=[f for f in DEFAULT_FIELDS if f in filled] or ["title"])
 
     def budget(self, field: str) -> int:
         return self.budgets.get(field, FALLBACK_BUDGET)
@@ -79,6 +79,11 @@ class TextConfig(BaseModel):
         missing = [f for f in self.fields if f not in available]
         if missing:
             raise ValueError(f"unknown item field(s) {', '.join(missing)}; this dataset has: {', '.join(available)}")
+
+
+def filled_fields(items: pd.DataFrame) -> set[str]:
+    """Item columns with at least one value (a column of nulls counts as missing)."""
+    return {c for c in items.columns if c != "item_id" and items[c].notna().any()}
 
 
 def _field_text(value) -> str:

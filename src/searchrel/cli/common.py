@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from searchrel.annotate.text import TextConfig
 from searchrel.data.dataset import DatasetError
 from searchrel.models.registry import ModelError
 
@@ -46,3 +47,12 @@ def write_table(df, out: Path) -> None:
         df.to_parquet(out, index=False)
     else:
         df.to_csv(out, index=False)
+
+
+def text_config(ds, fields: str | None, budgets: str | None) -> TextConfig:
+    """The item text of ``--fields``/``--budgets`` (default: the core fields the dataset fills), checked against it."""
+    cfg = TextConfig.parse(fields, budgets) if fields else TextConfig.default_for(ds.items)
+    if budgets and not fields:
+        cfg = TextConfig.parse(",".join(cfg.fields), budgets)
+    cfg.check(ds.text_fields)
+    return cfg

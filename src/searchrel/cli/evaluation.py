@@ -6,22 +6,13 @@ from pathlib import Path
 
 import typer
 
-from searchrel.annotate.text import TextConfig
 from searchrel.baselines.bm25 import bm25_predictions
-from searchrel.cli.common import console, user_errors, write_table
+from searchrel.cli.common import console, text_config, user_errors, write_table
 from searchrel.data.dataset import load_dataset
 from searchrel.eval.evaluate import EvalConfig, EvalResult, evaluate, read_predictions
 from searchrel.eval.tables import rich_table
 
 baseline_app = typer.Typer(help="Baselines the teacher must beat.", no_args_is_help=True)
-
-
-def text_config(ds, fields: str | None, budgets: str | None) -> TextConfig:
-    cfg = TextConfig.parse(fields, budgets) if fields else TextConfig.default_for(ds.items)
-    if budgets and not fields:
-        cfg = TextConfig.parse(",".join(cfg.fields), budgets)
-    cfg.check(ds.text_fields)
-    return cfg
 
 
 def report(name: str, result: EvalResult, out: Path | None) -> None:

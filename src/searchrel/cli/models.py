@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from searchrel.models.registry import REGISTRY, ModelError, list_models, resolve_model, verify
+from searchrel.cli.common import console, err_console, user_errors
+from searchrel.models.registry import REGISTRY, list_models, resolve_model, verify
 
 models_app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
-console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True)
 
 
 def _human(n: int) -> str:
@@ -25,14 +21,11 @@ def _human(n: int) -> str:
 
 
 @models_app.command("pull")
+@user_errors
 def pull_cmd(name: str = typer.Argument(..., help=f"registered ({', '.join(REGISTRY)}), a local path or a hub id"),
              check: bool = typer.Option(False, "--verify", help="re-hash every cached file against the manifest")):
     """Build NAME into the cache ($SEARCHREL_HOME/models); a no-op when it is already there."""
-    try:
-        path = resolve_model(name)
-    except ModelError as e:
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+    path = resolve_model(name)
     if check:
         bad = verify(path)
         if bad:

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import typer
 
-from searchrel.annotate.text import TextConfig
-from searchrel.cli.common import console, user_errors, write_table
+from searchrel.cli.common import console, text_config, user_errors, write_table
 from searchrel.data.dataset import load_dataset
 from searchrel.teacher.config import LoraOptions, TeacherConfig, TrainConfig
 
@@ -47,12 +46,8 @@ def train_cmd(
     """Fine-tune the teacher on the human labels of DATASET."""
     from searchrel.teacher.train import train
 
-
     ds = load_dataset(dataset)
-    text = TextConfig.parse(fields, budgets) if fields else TextConfig.default_for(ds.items)
-    if budgets and not fields:
-        text = TextConfig.parse(",".join(text.fields), budgets)
-    text.check(ds.text_fields)
+    text = text_config(ds, fields, budgets)
     teacher = TeacherConfig(backbone=backbone, text=text, max_length=max_length,
                             freeze_embeddings=not unfreeze_embeddings, freeze_layers=freeze_layers,
                             zero_shot_feature=zero_shot_feature,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from searchrel.annotate.text import TextConfig
+from searchrel.annotate.text import TextConfig, filled_fields
 from searchrel.baselines.bm25 import bm25_predictions
 from searchrel.data.dataset import Dataset
 from searchrel.eval.charts import line_chart
@@ -30,14 +30,9 @@ class AblateConfig(BaseModel):
     metric: str = "ndcg@8"  # the one the chart follows
 
 
-def available_fields(ds: Dataset) -> set[str]:
-    """Fields the dataset actually fills (a column of nulls counts as missing)."""
-    return {f for f in ds.text_fields if ds.items[f].notna().any()}
-
-
 def ablate(ds: Dataset, out: Path, cfg: AblateConfig) -> tuple[list[str], dict[str, EvalResult], list[str]]:
     """Train and evaluate one teacher per step that adds a field the dataset has; say which were skipped."""
-    have = available_fields(ds)
+    have = filled_fields(ds.items) & set(ds.text_fields)
     fields: list[str] = []
     steps, results, notes = [], {}, []
     ev = EvalConfig(split=cfg.split)
