@@ -1,0 +1,43 @@
+"""How distillation data is made, declared once: which pairs are sampled (SampleConfig) and how the
+teacher labels them (LabelConfig). Light to import — the CLI reads its defaults from here."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+
+class SampleConfig(BaseModel):
+    """Pairs to label: ``amplification`` x the number of human labels, from the search log where there is one,
+    topped up (or, without a log, made entirely) by retrieval over the whole catalogue."""
+
+    amplification: float = 10.0
+    source: Literal["auto", "log", "retrieval"] = "auto"  # auto: log first, retrieval for the rest
+    exclude_splits: list[str] = Field(default_factory=lambda: ["valid", "test"])  # their queries are never sampled
+    # retrieval mix per query: shares of the per-query budget from BM25, the zero-shot embedding and random items
+    bm25_share: float = 0.4
+    embed_share: float = 0.4
+    random_share: float = 0.2  # easy negatives
+    embed_model: str = "me5-small"
+    seed: int = 0
+
+    @field_validator("amplification")
+    @classmethod
+    def _positive(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("amplification must be > 0")
+        return v
+
+
+class LabelConfig(BaseModel):
+    """Teacher labelling: pairs are processed in shards, each written atomically, so a run resumes."""
+
+    backend: Literal["local", "ray"] = "local"
+    shard_size: int = 4096  # pairs per Parquet shard (the unit of work and of crash recovery)
+    batch_size: int = 64  # pairs per forward pass
+    ray_address: str | None = None  # None: start a local Ray; "auto" or ray://host:10001 for a cluster
+    ray_actors: int = 1  # model replicas in the Ray actor pool
+    ray_cpus_per_actor: float = 1.0
+    ray_gpus_per_actor: float = 0.0
+    bf16: bool | None = None  # None: where the CPU has native bf16

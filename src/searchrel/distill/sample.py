@@ -1,0 +1,149 @@
+"""Candidate sampling: the (query, item) pairs the teacher will label — many times more than the human labels.
+
+Where the dataset has a search log, pairs are drawn from its impressions: events are sampled uniformly, so each
+query appears in proportion to its traffic (head queries often, the long tail sometimes), and a pair shown many
+times is as likely as its impressions make it. Where there is no log, or it runs out, pairs come from retrieval
+over the whole catalogue: per query, the top items by BM25 (matches only) and by the zero-shot embedding (the candidates a
+production retriever would return, hard ones included) plus random items as easy negatives. Queries of held-out
+splits (valid, test by default) are never sampled, so a student's evaluation stays clean.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from searchrel.annotate.text import TextConfig, build_item_texts
+from searchrel.data.dataset import Dataset
+from searchrel.distill.config import SampleConfig
+from searchrel.progress import console, track
+
+PAIR_COLUMNS = ["query_id", "item_id", "source"]
+META_KEY = b"searchrel.pairs"
+
+
+def eligible_queries(ds: Dataset, cfg: SampleConfig) -> pd.DataFrame:
+    """Queries whose split is not excluded."""
+    split = ds.queries["query_id"].map(ds.split_of())
+    keep = ds.queries[~split.isin(cfg.exclude_splits)]
+    if keep.empty:
+        raise ValueError(f"no queries left to sample once splits {', '.join(cfg.exclude_splits)} are excluded")
+    return keep.reset_index(drop=True)
+
+
+def sample_pairs(ds: Dataset, cfg: SampleConfig = SampleConfig(), text: TextConfig | None = None) -> pd.DataFrame:
+    """``query_id, item_id, source`` (log, bm25, embed, random): about ``amplification x`` the human labels."""
+    target = max(1, round(cfg.amplification * len(ds.judgments)))
+    queries = eligible_queries(ds, cfg)
+    has_log = ds.search_log is not None and len(ds.search_log) > 0
+    if cfg.source == "log" and not has_log:
+        raise ValueError("source 'log' asked for, but the dataset has no search_log")
+    parts = []
+    if cfg.source in ("auto", "log") and has_log:
+        parts.append(_from_log(ds.search_log, set(queries["query_id"]), target, cfg.seed))
+    have = sum(len(p) for p in parts)
+    if have < target and cfg.source != "log":
+        taken = parts[0] if parts else pd.DataFrame(columns=PAIR_COLUMNS)
+        parts.append(_from_retrieval(ds, queries, target - have, cfg, text or TextConfig.default_for(ds.items), taken))
+    pairs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PAIR_COLUMNS)
+    pairs = pairs.drop_duplicates(["query_id", "item_id"]).head(target)
+    return pairs.sort_values(["query_id", "item_id"], kind="stable").reset_index(drop=True)[PAIR_COLUMNS]
+
+
+def _from_log(log: pd.DataFrame, queries: set[str], target: int, seed: int) -> pd.DataFrame:
+    events = log[log["query_id"].isin(queries)]
+    shown = events[events["event"] == "impression"]
+    events = shown if len(shown) else events  # a log of engagements only still names (query, item) pairs
+    order = np.random.default_rng(seed).permutation(len(events))
+    pairs = events.iloc[order][["query_id", "item_id"]].drop_duplicates().head(target)
+    return pairs.assign(source="log")
+
+
+def _from_retrieval(ds: Dataset, queries: pd.DataFrame, target: int, cfg: SampleConfig, text: TextConfig,
+                    taken: pd.DataFrame) -> pd.DataFrame:
+    from searchrel.baselines.bm25 import BM25Scorer
+    from searchrel.models.encode import load_encoder
+
+    item_texts = build_item_texts(ds.items, text)
+    item_ids = item_texts.index.to_numpy()
+    n_items = len(item_ids)
+    per_query = min(n_items, -(-target // len(queries)))
+    k_bm25 = int(round(per_query * cfg.bm25_share))
+    k_embed = int(round(per_query * cfg.embed_share))
+    console.print(f"retrieval sampling: {len(queries):,} queries x {per_query:,} candidates "
+                  f"(BM25 {k_bm25}, embedding {k_embed}, random the rest) over {n_items:,} items")
+
+    bm25 = BM25Scorer(item_texts.tolist()) if k_bm25 else None
+    q_emb = i_emb = None
+    if k_embed:
+        enc = load_encoder(cfg.embed_model)
+        i_emb = enc.encode(item_texts.tolist(), kind="passage")
+        q_emb = enc.encode(queries["text"].tolist(), kind="query")
+    position = {item: i for i, item in enumerate(item_ids)}
+    already = taken.groupby("query_id")["item_id"].agg(list).to_dict() if len(taken) else {}
+    rng = np.random.default_rng(cfg.seed + 1)
+    rows: list[tuple[str, str, str]] = []
+    for qi, (qid, qtext) in enumerate(track(list(zip(queries["query_id"], queries["text"])), "retrieving candidates")):
+        chosen = np.zeros(n_items, bool)
+        chosen[[position[i] for i in already.get(qid, []) if i in position]] = True
+        picks: list[tuple[int, str]] = []
+
+        def take(order: np.ndarray, k: int, source: str) -> None:
+            fresh = order[~chosen[order]][:k]
+            chosen[fresh] = True
+            picks.extend((int(i), source) for i in fresh)
+
+        if bm25 is not None:
+            scores = bm25.score_all(qtext)
+            top = _top(scores, k_bm25 + chosen.sum())
+            take(top[scores[top] > 0], k_bm25, "bm25")  # a lexical retriever returns matches only
+        if q_emb is not None:
+            take(_top(i_emb @ q_emb[qi], k_embed + chosen.sum()), k_embed, "embed")
+        take(rng.permutation(n_items), per_query - len(picks), "random")
+        rows.extend((qid, item_ids[i], source) for i, source in picks)
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores, best first."""
+    k = min(int(k), len(scores))
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    idx = np.argpartition(-scores, k - 1)[:k]
+    return idx[np.argsort(-scores[idx], kind="stable")]
+
+
+def save_pairs(pairs: pd.DataFrame, out: Path, ds: Dataset, cfg: SampleConfig) -> Path:
+    """Parquet, with where the pairs came from (dataset path, amplification) in the file's metadata."""
+    meta = {"dataset": str(Path(ds.path).resolve()) if ds.path else None, "amplification": cfg.amplification,
+            "human_labels": len(ds.judgments), "pairs": len(pairs), "config": cfg.model_dump(),
+            "sources": pairs["source"].value_counts().to_dict()}
+    table = pa.Table.from_pandas(pairs, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(out)
+    return out
+
+
+def read_pairs(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """The pairs of a file written by ``save_pairs`` (or any Parquet/CSV with query_id, item_id) and its metadata."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such pairs file")
+    if path.suffix == ".parquet":
+        table = pq.read_table(path)
+        meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
+        df = table.to_pandas()
+    else:
+        df, meta = pd.read_csv(path, dtype=str), {}
+    missing = {"query_id", "item_id"} - set(df.columns)
+    if missing:
+        raise ValueError(f"{path}: pairs need columns query_id, item_id (missing {', '.join(sorted(missing))})")
+    return df, meta
