@@ -6,8 +6,10 @@ from __future__ import annotations
 import typer
 
 from searchrel.cli import data, evaluation, experiments
+from searchrel.cli.distill import distill_app
 from searchrel.cli.imports import import_app
 from searchrel.cli.models import models_app
+from searchrel.cli.student import student_app
 from searchrel.cli.teacher import teacher_app
 
 app = typer.Typer(name="searchrel", help=__doc__, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -19,6 +21,8 @@ app.command("split")(data.split_cmd)
 app.command("eval")(evaluation.eval_cmd)
 app.add_typer(evaluation.baseline_app, name="baseline")
 app.add_typer(teacher_app, name="teacher")
+app.add_typer(distill_app, name="distill")
+app.add_typer(student_app, name="student")
 app.add_typer(models_app, name="models")
 app.command("compare")(experiments.compare_cmd)
 app.command("ablate")(experiments.ablate_cmd)

@@ -24,14 +24,29 @@ class TeacherScorer:
     def predict(self, ds: Dataset, split: str = "all", pairs: pd.DataFrame | None = None) -> pd.DataFrame:
         from searchrel.teacher.predict import predict_dataset
 
-        if self.model.config.scale != ds.info.scale:
+        if self.model.config.scale.grades != ds.info.scale.grades:
             raise ValueError(f"the model predicts grades {self.model.config.scale.min}..{self.model.config.scale.max} "
                              f"but the dataset's scale is {ds.info.scale.min}..{ds.info.scale.max}")
         return predict_dataset(self.model, self.tokenizer, ds, split, pairs=pairs)
 
 
+class StudentScorer:
+    def __init__(self, path: Path):
+        from searchrel.student.model import load_student
+
+        self.model = load_student(path)
+
+    def predict(self, ds: Dataset, split: str = "all", pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+        from searchrel.student.predict import predict_dataset
+
+        if self.model.config.scale.grades != ds.info.scale.grades:
+            raise ValueError(f"the model predicts grades {self.model.config.scale.min}..{self.model.config.scale.max} "
+                             f"but the dataset's scale is {ds.info.scale.min}..{ds.info.scale.max}")
+        return predict_dataset(self.model, ds, split, pairs=pairs)
+
+
 # Each kind of model directory is known by the config file it holds.
-KINDS = {"teacher.json": TeacherScorer}
+KINDS = {"teacher.json": TeacherScorer, "student.json": StudentScorer}
 
 
 def load_scorer(path: str | Path) -> Scorer:

@@ -1,0 +1,99 @@
+"""CLI: ``distill sample``, ``distill label`` and ``distill curve`` — distillation data and the amplification curve."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from searchrel.cli.common import console, user_errors
+from searchrel.data.dataset import load_dataset
+from searchrel.distill.config import LabelConfig, SampleConfig
+
+distill_app = typer.Typer(help="Distillation: sample pairs, label them with the teacher, measure the curve.",
+                          no_args_is_help=True)
+_S = {k: f.default for k, f in SampleConfig.model_fields.items()}
+_L = {k: f.default for k, f in LabelConfig.model_fields.items()}
+
+
+def _splits(value: str) -> list[str]:
+    return [s for s in value.split(",") if s]
+
+
+@distill_app.command("sample")
+@user_errors
+def sample_cmd(
+    dataset: Path = typer.Argument(..., help="dataset directory"),
+    out: Path = typer.Option(..., help="Parquet file of query_id, item_id, source"),
+    amplification: float = typer.Option(_S["amplification"], help="pairs to sample, as a multiple of the human labels"),
+    source: str = typer.Option(_S["source"], help="auto (log, topped up by retrieval), log or retrieval"),
+    exclude_splits: str = typer.Option("valid,test", help="splits whose queries are never sampled ('' for none)"),
+    embed_model: str = typer.Option(_S["embed_model"], help="zero-shot model for embedding retrieval"),
+    seed: int = typer.Option(_S["seed"]),
+) -> None:
+    """Sample (query, candidate) pairs for the teacher to label, from the search log or by retrieval."""
+    from searchrel.distill.sample import sample_pairs, save_pairs
+
+    ds = load_dataset(dataset)
+    cfg = SampleConfig(amplification=amplification, source=source, exclude_splits=_splits(exclude_splits),
+                       embed_model=embed_model, seed=seed)
+    pairs = sample_pairs(ds, cfg)
+    save_pairs(pairs, out, ds, cfg)
+    by = ", ".join(f"{k} {v:,}" for k, v in pairs["source"].value_counts().items())
+    console.print(f"{len(pairs):,} pairs ({by}; {len(ds.judgments):,} human labels) -> {out}")
+
+
+@distill_app.command("label")
+@user_errors
+def label_cmd(
+    teacher: Path = typer.Argument(..., help="a trained teacher directory"),
+    pairs: Path = typer.Argument(..., help="pairs file from `distill sample` (or Parquet/CSV with query_id, item_id)"),
+    out: Path = typer.Option(..., help="labels directory (Parquet shards); rerun the same command to resume"),
+    dataset: Path | None = typer.Option(None, help="dataset the ids belong to (default: the one the pairs file names)"),
+    backend: str = typer.Option(_L["backend"], help="local, or ray (Ray Data actor pool)"),
+    ray_address: str | None = typer.Option(None, help="Ray cluster to join (e.g. ray://head:10001, auto); "
+                                                      "default: a local Ray"),
+    ray_actors: int = typer.Option(_L["ray_actors"], help="model replicas in the Ray actor pool"),
+    ray_cpus_per_actor: float = typer.Option(_L["ray_cpus_per_actor"]),
+    ray_gpus_per_actor: float = typer.Option(_L["ray_gpus_per_actor"]),
+    shard_size: int = typer.Option(_L["shard_size"], help="pairs per shard (the unit of work and of recovery)"),
+    batch_size: int = typer.Option(_L["batch_size"], help="pairs per forward pass"),
+) -> None:
+    """Label every pair with the teacher's grade distribution (crash-safe: rerun to resume)."""
+    from searchrel.distill.label import label_pairs, read_labels
+
+    cfg = LabelConfig(backend=backend, ray_address=ray_address, ray_actors=ray_actors,
+                      ray_cpus_per_actor=ray_cpus_per_actor, ray_gpus_per_actor=ray_gpus_per_actor,
+                      shard_size=shard_size, batch_size=batch_size)
+    done = label_pairs(teacher, pairs, out, cfg, dataset=dataset)
+    console.print(f"{len(read_labels(done)):,} pairs labelled -> {done}")
+
+
+@distill_app.command("curve")
+@user_errors
+def curve_cmd(
+    dataset: Path = typer.Argument(..., help="dataset directory"),
+    teacher: Path = typer.Option(..., help="the trained teacher that labels the pairs"),
+    out: Path = typer.Option(..., help="where pairs, labels, students and curve.md/.json/.png go"),
+    amplifications: str = typer.Option("1,10", help="distilled pairs per human label, e.g. 1,10,100"),
+    epochs: int | None = typer.Option(None, help="epochs per student (default: the student's)"),
+    max_minutes: float | None = typer.Option(None, help="training budget per student"),
+    layers: int | None = typer.Option(None, help="tower layers kept from the backbone"),
+    split: str = typer.Option("test"),
+    backend: str = typer.Option(_L["backend"], help="labelling backend: local or ray"),
+) -> None:
+    """Students on human labels only, then on x1, x10, ... teacher-labelled pairs, next to the teacher."""
+    from searchrel.eval.tables import rich_table
+    from searchrel.experiments.curve import CurveConfig, curve
+    from searchrel.student.config import StudentTrainConfig
+
+    ds = load_dataset(dataset)
+    train = StudentTrainConfig()
+    update = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes}.items() if v is not None}
+    student = train.student.model_copy(update={"layers": layers} if layers else {})
+    train = train.model_copy(update={**update, "student": student})
+    cfg = CurveConfig(amplifications=[float(a) for a in amplifications.split(",") if a], train=train, split=split,
+                      label=LabelConfig(backend=backend))
+    results = curve(ds, teacher, out, cfg)
+    console.print(rich_table(results, title=f"amplification curve ({split} split)", breakdown=False))
+    console.print(f"-> {out / 'curve.md'}, {out / 'curve.json'}, {out / 'curve.png'}, {out / 'curve-line.png'}")

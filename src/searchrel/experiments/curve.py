@@ -1,0 +1,88 @@
+"""The amplification curve: students trained on the human labels only, then on x1, x10, x100... as many
+teacher-labelled pairs, each evaluated next to the teacher — "more distilled data, better student", measured.
+
+Pairs are sampled and labelled once, at the largest factor; each smaller factor trains on a uniform random
+subset of them (nested: x1 is part of x10), so the curve varies the amount of distilled data and nothing else.
+Every student gets the same epochs and budget. Finished stages are reused when the command runs again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from searchrel.data.dataset import Dataset
+from searchrel.distill.config import LabelConfig, SampleConfig
+from searchrel.eval.charts import line_chart
+from searchrel.eval.evaluate import EvalConfig, EvalResult, evaluate
+from searchrel.eval.scorers import load_scorer
+from searchrel.experiments.common import write_outputs
+from searchrel.progress import console
+from searchrel.student.config import StudentTrainConfig
+
+
+class CurveConfig(BaseModel):
+    amplifications: list[float] = Field(default_factory=lambda: [1.0, 10.0])
+    sample: SampleConfig = Field(default_factory=SampleConfig)  # its amplification is the largest of the curve
+    label: LabelConfig = Field(default_factory=LabelConfig)
+    train: StudentTrainConfig = Field(default_factory=StudentTrainConfig)
+    split: str = "test"
+    metric: str = "ndcg@8"
+
+
+def _factor(a: float) -> str:
+    return f"x{a:g}"
+
+
+def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, EvalResult]:
+    """Run the curve into ``out``: pairs.parquet, labels/, student-human/, student-x<N>/, curve.md/.json/.png."""
+    from searchrel.distill.label import label_pairs, read_labels
+    from searchrel.distill.sample import sample_pairs, save_pairs
+    from searchrel.student.train import train_student
+
+    out.mkdir(parents=True, exist_ok=True)
+    factors = sorted(cfg.amplifications)
+    if not factors or factors[0] <= 0:
+        raise ValueError("amplifications must be positive factors, e.g. 1,10,100")
+    teacher_text = json.loads((teacher / "teacher.json").read_text())["text"]
+    sample_cfg = cfg.sample.model_copy(update={"amplification": factors[-1]})
+    pairs_path = out / "pairs.parquet"
+    if not pairs_path.exists():
+        from searchrel.annotate.text import TextConfig
+
+        save_pairs(sample_pairs(ds, sample_cfg, TextConfig.model_validate(teacher_text)), pairs_path, ds, sample_cfg)
+    labels_dir = label_pairs(teacher, pairs_path, out / "labels", cfg.label, dataset=ds)
+    labels = read_labels(labels_dir)
+    order = np.random.default_rng(cfg.sample.seed).permutation(len(labels))
+    n_human = len(ds.judgments)
+
+    ev = EvalConfig(split=cfg.split)
+    results: dict[str, EvalResult] = {}
+    notes: list[str] = []
+    steps: list[str] = []
+    runs = [("human labels only", None, "student-human")] + [(_factor(a), a, f"student-{_factor(a)}") for a in factors]
+    for label, factor, name in runs:
+        run = out / name
+        subset = None if factor is None else labels.iloc[np.sort(order[: min(len(labels), round(factor * n_human))])]
+        if not (run / "student.json").exists():
+            if run.exists():  # an interrupted student: start it again
+                import shutil
+
+                shutil.rmtree(run)
+            console.print(f"[bold]student: {label}[/] ({0 if subset is None else len(subset):,} distilled pairs)")
+            train_student(ds, run, cfg.train, subset)
+        rec = json.loads((run / "train.json").read_text())
+        notes.append(f"student {label}: {rec['distilled_pairs']:,} distilled + human pairs = {rec['train_pairs']:,} "
+                     f"training pairs, {rec['steps']} steps in {rec['elapsed_s'] / 60:.1f} min")
+        results[f"student: {label}"] = evaluate(ds, load_scorer(run).predict(ds, cfg.split), ev)
+        steps.append(label)
+    results["teacher"] = evaluate(ds, load_scorer(teacher).predict(ds, cfg.split), ev)
+    write_outputs(out, "curve", results, f"{ds.info.name}: amplification curve ({cfg.split} split)", notes)
+    teacher_value = results["teacher"].overall.get(cfg.metric)
+    line_chart(steps, {"student": [results[f"student: {s}"].overall.get(cfg.metric) for s in steps],
+                       "teacher": [teacher_value] * len(steps)},
+               out / "curve-line.png", f"{ds.info.name}: student {cfg.metric} vs distilled data", cfg.metric)
+    return results

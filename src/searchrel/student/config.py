@@ -1,0 +1,51 @@
+"""The student's configuration, declared once: what the model is (StudentConfig) and how it is trained
+(StudentTrainConfig). Light to import: the CLI reads its defaults from here without loading torch."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from searchrel.annotate.text import TextConfig
+from searchrel.data.dataset import Scale
+
+
+class StudentConfig(BaseModel):
+    """Everything needed to rebuild a student; saved next to its weights."""
+
+    backbone: str = "me5-small"  # each tower starts from this backbone
+    layers: int | None = 4  # keep the first N transformer layers of each tower (None: all); 4 of 12 = 3x faster
+    dim: int = 256  # size of the L2-normalised embeddings the towers output (a projection of the pooled state)
+    query_max_length: int = 32
+    item_max_length: int = 128
+    text: TextConfig = Field(default_factory=TextConfig)
+    scale: Scale = Field(default_factory=Scale)
+    features: list[str] = Field(default_factory=lambda: ["text_match", "zero_shot"])  # see student.features
+    zero_shot_model: str = "me5-small"  # the frozen embedding model behind the zero_shot feature
+    scorer_hidden: int = 128
+    dropout: float = 0.1
+    freeze_embeddings: bool = True  # the word-embedding table stays as pretrained (and is shared by both towers)
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    thresholds: list[float] | None = None  # grade cut points on the expected grade, fitted on valid for QWK
+
+
+class StudentTrainConfig(BaseModel):
+    """How the student is trained: KL divergence to the teacher's grade distribution on distilled pairs,
+    plus ``human_weight`` x cross-entropy on the human labels of the train split (human labels only when no
+    distilled labels are given)."""
+
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    epochs: int = 2
+    batch_items: int = 32  # items per step, each with all its pairs: tower cost per step does not grow with data
+    lr: float = 5e-5  # tower layers
+    head_lr: float = 1e-3  # projections and scorer
+    weight_decay: float = 0.01
+    warmup: float = 0.06
+    human_weight: float = 1.0  # weight of the human-label cross-entropy beside the distillation loss
+    train_languages: list[str] | None = None  # human labels of these query languages only (distilled: all)
+    max_minutes: float | None = None
+    eval_every: int = 100
+    patience: int = 6
+    fit_thresholds: bool = True
+    bf16: bool | None = None
+    seed: int = 0

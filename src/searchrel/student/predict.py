@@ -1,0 +1,45 @@
+"""Student inference over a dataset: embed each distinct query and item once, then score the pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from searchrel.annotate.text import build_item_texts
+from searchrel.data.dataset import Dataset
+from searchrel.student.model import Student
+
+
+def predict_pairs(student: Student, ds: Dataset, pairs: pd.DataFrame, bf16: bool | None = None) -> np.ndarray:
+    """Grade probabilities for ``pairs`` (``query_id, item_id``) of ``ds``, in row order."""
+    texts = build_item_texts(ds.items, student.config.text)
+    query_text = ds.queries.set_index("query_id")["text"]
+    bad = ~pairs["item_id"].isin(texts.index) | ~pairs["query_id"].isin(query_text.index)
+    if bad.any():
+        row = pairs[bad].iloc[0]
+        raise ValueError(f"{int(bad.sum())} pair(s) name an unknown query or item, e.g. ({row['query_id']}, {row['item_id']})")
+    q_ids, q_idx = np.unique(pairs["query_id"].to_numpy(), return_inverse=True)
+    i_ids, i_idx = np.unique(pairs["item_id"].to_numpy(), return_inverse=True)
+    queries = student.side(query_text.loc[q_ids].tolist(), "query", bf16=bf16)
+    items = student.side(texts.loc[i_ids].tolist(), "item", bf16=bf16)
+    return student.predict(queries, q_idx, items, i_idx)
+
+
+def prediction_frame(student: Student, probs: np.ndarray, pairs: pd.DataFrame) -> pd.DataFrame:
+    """``query_id, item_id, p_<grade>..., score, grade`` — the same columns a teacher's predictions have."""
+    from searchrel.teacher.model import decode_grades
+
+    scale = student.config.scale
+    out = pairs[["query_id", "item_id"]].reset_index(drop=True).copy()
+    for j, g in enumerate(scale.grades):
+        out[f"p_{g}"] = probs[:, j]
+    out["score"] = probs @ np.array(scale.grades, dtype=float)
+    out["grade"] = decode_grades(probs, scale, student.config.thresholds)
+    return out
+
+
+def predict_dataset(student: Student, ds: Dataset, split: str = "all", pairs: pd.DataFrame | None = None,
+                    bf16: bool | None = None) -> pd.DataFrame:
+    """Score a dataset's judged pairs of ``split`` (or the given ``query_id, item_id`` pairs)."""
+    pairs = ds.pairs(split) if pairs is None else pairs
+    return prediction_frame(student, predict_pairs(student, ds, pairs, bf16=bf16), pairs)

@@ -1,0 +1,199 @@
+"""Train the student: KL divergence to the teacher's grade distributions, plus cross-entropy on human labels.
+
+Batches are built around items: each step takes ``batch_items`` items with every training pair that names one
+of them, runs the item tower once per item and the query tower once per distinct query, and scores all pairs.
+So the towers' cost per epoch depends on the number of distinct items and queries, not on the number of pairs,
+and a hundred times more distilled pairs costs little more than the human labels alone (see README).
+Pair features are computed once before training. Validation on the valid split's human labels (NDCG@8) picks
+the best weights; a time budget stops cleanly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from searchrel.annotate.text import build_item_texts
+from searchrel.data.dataset import Dataset
+from searchrel.eval.evaluate import EvalConfig, evaluate
+from searchrel.models.encode import cpu_has_bf16, default_threads
+from searchrel.progress import console, step
+from searchrel.student.config import StudentTrainConfig
+from searchrel.student.model import Side, Student, new_student
+from searchrel.student.predict import predict_pairs, prediction_frame
+from searchrel.teacher.pairs import collate
+from searchrel.teacher.thresholds import fit_thresholds
+
+
+def training_rows(ds: Dataset, labels: pd.DataFrame | None, cfg: StudentTrainConfig) -> tuple[pd.DataFrame, np.ndarray]:
+    """``query_id, item_id, weight`` rows and their target distributions: distilled pairs (teacher probabilities,
+    weight 1) and the human labels of the train split (one-hot, weight ``human_weight``)."""
+    grades = cfg.student.scale.grades
+    parts, targets = [], []
+    if labels is not None and len(labels):
+        cols = [f"p_{g}" for g in grades]
+        missing = [c for c in cols if c not in labels]
+        if missing:
+            raise ValueError(f"the labels lack {', '.join(missing)}: were they made by a teacher of this scale?")
+        split = labels["query_id"].map(ds.split_of())
+        leaked = split.isin(["valid", "test"])
+        if leaked.any():
+            console.print(f"note: {int(leaked.sum()):,} distilled pairs of valid/test queries left out")
+        labels = labels[~leaked]
+        parts.append(labels[["query_id", "item_id"]].assign(weight=1.0))
+        t = labels[cols].to_numpy(np.float32)
+        targets.append(t / t.sum(1, keepdims=True))
+    if cfg.human_weight > 0 or not parts:
+        human = ds.pairs("train")
+        if cfg.train_languages:
+            human = human[human["language"].isin(cfg.train_languages)]
+        if human.empty and not parts:
+            raise ValueError("no training data: no distilled labels and no human labels in the train split")
+        parts.append(human[["query_id", "item_id"]].assign(weight=cfg.human_weight if parts else 1.0))
+        targets.append((np.asarray(grades)[None, :] == human["label"].to_numpy()[:, None]).astype(np.float32))
+    rows = pd.concat(parts, ignore_index=True)
+    return rows, np.concatenate(targets)
+
+
+def item_batches(item_of_row: np.ndarray, batch_items: int, seed: int) -> list[np.ndarray]:
+    """Row indices grouped so each batch holds every row of ``batch_items`` distinct items (shuffled by seed)."""
+    rng = np.random.default_rng(seed)
+    items, inverse = np.unique(item_of_row, return_inverse=True)
+    perm = rng.permutation(len(items))
+    rank = np.empty_like(perm)
+    rank[perm] = np.arange(len(perm))
+    batch_of_row = rank[inverse] // batch_items
+    order = np.argsort(batch_of_row, kind="stable")
+    bounds = np.flatnonzero(np.diff(batch_of_row[order])) + 1
+    return np.split(order, bounds)
+
+
+def _optimizer(student: Student, cfg: StudentTrainConfig, total: int):
+    tower = [p for n, p in student.named_parameters() if p.requires_grad and ".backbone." in f".{n}"]
+    head = [p for n, p in student.named_parameters() if p.requires_grad and ".backbone." not in f".{n}"]
+    opt = torch.optim.AdamW([{"params": tower, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}],
+                            weight_decay=cfg.weight_decay)
+    warm = max(1, int(cfg.warmup * total))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
+    return opt, sched
+
+
+def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.DataFrame | None = None) -> Path:
+    """Train a student on ``labels`` (teacher soft labels; None: human labels only) into ``out``."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty: choose another --out")
+    torch.set_num_threads(default_threads())
+    bf16 = cpu_has_bf16() if cfg.bf16 is None else cfg.bf16
+    cfg = cfg.model_copy(update={"student": cfg.student.model_copy(update={"scale": ds.info.scale})})
+    student = new_student(cfg.student, cfg.seed)
+    scfg = student.config
+
+    rows, targets = training_rows(ds, labels, cfg)
+    texts = build_item_texts(ds.items, scfg.text)
+    unknown = ~rows["item_id"].isin(texts.index) | ~rows["query_id"].isin(ds.queries["query_id"])
+    if unknown.any():
+        raise ValueError(f"{int(unknown.sum())} training pair(s) name a query or item the dataset does not have")
+    q_ids, q_row = np.unique(rows["query_id"].to_numpy(), return_inverse=True)
+    i_ids, i_row = np.unique(rows["item_id"].to_numpy(), return_inverse=True)
+    q_text = ds.queries.set_index("query_id")["text"].loc[q_ids].tolist()
+    i_text = texts.loc[i_ids].tolist()
+    console.print(f"student training data: {len(rows):,} pairs ({len(q_ids):,} queries, {len(i_ids):,} items)")
+
+    with step("student pair features", total=None):
+        for f in student.features:
+            f.fit(texts.tolist())  # catalogue statistics: every item, not only the trained ones
+        qs = Side(np.zeros((len(q_ids), 0), np.float32), {f.name: f.query_side(q_text) for f in student.features})
+        its = Side(np.zeros((len(i_ids), 0), np.float32), {f.name: f.item_side(i_text) for f in student.features})
+        feats = student.pair_features(qs, q_row, its, i_row)
+    if feats is not None:
+        student.feat_mean.copy_(torch.from_numpy(feats.mean(0)))
+        student.feat_std.copy_(torch.from_numpy(feats.std(0) + 1e-3))
+    q_tok, i_tok = student.tokenize(q_text, "query"), student.tokenize(i_text, "item")
+    weights = torch.from_numpy(rows["weight"].to_numpy(np.float32))
+    targets_t = torch.from_numpy(targets)
+
+    valid = ds.pairs("valid")
+    steps_per_epoch = len(item_batches(i_row, cfg.batch_items, 0))
+    total = steps_per_epoch * cfg.epochs
+    opt, sched = _optimizer(student, cfg, total)
+    budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+    started = time.perf_counter()
+    history: list[dict] = []
+    best, best_step, best_state, bad = -math.inf, -1, None, 0
+    global_step, seen_pairs, stop = 0, 0, False
+
+    def validate() -> None:
+        nonlocal best, best_step, best_state, bad
+        if valid.empty:
+            best_state, best_step = copy.deepcopy(student.state_dict()), global_step
+            return
+        metrics = evaluate(ds, prediction_frame(student, predict_pairs(student, ds, valid, bf16=bf16), valid),
+                           EvalConfig(split="valid"), pairs=valid).overall
+        history.append({"step": global_step, "elapsed_s": round(time.perf_counter() - started, 1), **metrics})
+        score = metrics["ndcg@8"] if metrics["ndcg@8"] is not None else -math.inf
+        if score > best:
+            best, best_step, best_state, bad = score, global_step, copy.deepcopy(student.state_dict()), 0
+        else:
+            bad += 1
+        student.train()
+
+    student.train()
+    with step(f"training student ({scfg.backbone}, {scfg.layers or 'all'} layers)", total=total) as advance:
+        for epoch in range(cfg.epochs):
+            batches = item_batches(i_row, cfg.batch_items, cfg.seed * 1000 + epoch)
+            for n, b in enumerate(batches):
+                uq, uq_inv = np.unique(q_row[b], return_inverse=True)
+                ui, ui_inv = np.unique(i_row[b], return_inverse=True)
+                q_ids_t, q_mask = collate([q_tok[i] for i in uq], student.tokenizer.pad_token_id)
+                i_ids_t, i_mask = collate([i_tok[i] for i in ui], student.tokenizer.pad_token_id)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    q = student.query_tower(q_ids_t, q_mask)
+                    d = student.item_tower(i_ids_t, i_mask)
+                    logits = student.score(q[torch.from_numpy(uq_inv)], d[torch.from_numpy(ui_inv)],
+                                           None if feats is None else torch.from_numpy(feats[b]))
+                ce = torch.sum(-targets_t[b] * torch.log_softmax(logits.float(), -1), -1)  # = KL + const
+                loss = (ce * weights[b]).sum() / weights[b].sum()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_([p for p in student.parameters() if p.requires_grad], 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                global_step += 1
+                seen_pairs += len(b)
+                advance()
+                out_of_time = time.perf_counter() - started > budget
+                if global_step % cfg.eval_every == 0 or n == len(batches) - 1 or out_of_time:
+                    validate()
+                    if bad >= cfg.patience:
+                        console.print(f"early stop at step {global_step}")
+                        stop = True
+                if out_of_time:
+                    console.print(f"time budget of {cfg.max_minutes} min spent at step {global_step}")
+                    stop = True
+                if stop:
+                    break
+            if stop:
+                break
+    elapsed = time.perf_counter() - started
+    student.load_state_dict(best_state)
+    student.eval()
+    if cfg.fit_thresholds and not valid.empty:
+        probs = predict_pairs(student, ds, valid, bf16=bf16)
+        student.config.thresholds = fit_thresholds(probs, valid["label"].to_numpy(), scfg.scale)
+    student.save(out)
+    record = {"config": cfg.model_dump(), "train_pairs": len(rows), "distilled_pairs": 0 if labels is None else len(labels),
+              "queries": len(q_ids), "items": len(i_ids), "steps": global_step, "elapsed_s": round(elapsed, 1),
+              "pairs_per_s": round(seen_pairs / elapsed, 1) if elapsed else None,
+              "best": {"ndcg@8": None if best == -math.inf else best, "step": best_step}, "history": history}
+    (out / "train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    console.print(f"student (best valid ndcg@8 {best:.4f} at step {best_step}) -> {out}")
+    return out

@@ -1,0 +1,90 @@
+"""The Ray backend of teacher labelling: the same labels as the local backend, and it resumes a partial run.
+One small local Ray (2 CPUs, no dashboard) serves the whole module."""
+
+import json
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")  # raised inside Ray Data
+
+from searchrel.data.synth import SynthConfig, synthesize  # noqa: E402
+from searchrel.distill.config import LabelConfig  # noqa: E402
+from searchrel.distill.label import label_pairs, read_labels  # noqa: E402
+from test_distill import make_teacher  # noqa: E402
+
+LOCAL = LabelConfig(backend="local", shard_size=16, bf16=False)
+RAY = LabelConfig(backend="ray", shard_size=16, bf16=False, ray_actors=1)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from searchrel.data.dataset import load_dataset
+
+    ds = synthesize(SynthConfig(n_items=120, n_queries=30, n_users=40, n_judged_pairs=150, n_searches=300))
+    path = tmp_path_factory.mktemp("world") / "ds"
+    ds.save(path)
+    return load_dataset(path)
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_bert, tmp_path_factory):
+    return make_teacher(tiny_bert, tmp_path_factory.mktemp("teacher") / "t")
+
+
+@pytest.fixture(scope="module")
+def pairs_path(world, tmp_path_factory):
+    path = tmp_path_factory.mktemp("pairs") / "pairs.csv"
+    world.judgments[["query_id", "item_id"]].head(72).to_csv(path, index=False)  # 5 shards, the last one short
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray started once for the module; ``_run_ray`` uses it and leaves it running."""
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024, log_to_driver=False,
+             configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def reference(world, teacher, pairs_path, tmp_path_factory):
+    """The local backend's labels of the pairs."""
+    return read_labels(label_pairs(teacher, pairs_path, tmp_path_factory.mktemp("local") / "labels", LOCAL,
+                                   dataset=world))
+
+
+def assert_same_labels(labels, reference):
+    cols = [c for c in reference if c.startswith("p_")]
+    assert list(labels.columns) == list(reference.columns)
+    assert list(labels["pair_idx"]) == list(range(len(reference)))  # every pair exactly once
+    assert (labels[["pair_idx", "query_id", "item_id"]] == reference[["pair_idx", "query_id", "item_id"]]).all().all()
+    assert np.allclose(labels[cols].to_numpy(), reference[cols].to_numpy(), atol=1e-5)
+
+
+def test_ray_backend_gives_the_local_backends_labels(world, teacher, pairs_path, reference, local_ray, tmp_path):
+    out = label_pairs(teacher, pairs_path, tmp_path / "labels", RAY, dataset=world)
+    assert_same_labels(read_labels(out), reference)
+    assert len(list(out.glob("part-*.parquet"))) == 5  # one shard per batch of shard_size pairs
+    assert ray.is_initialized()  # a Ray the caller started is left running
+
+
+def test_ray_backend_resumes_a_partial_run(world, teacher, pairs_path, reference, local_ray, tmp_path):
+    out = label_pairs(teacher, pairs_path, tmp_path / "labels", LOCAL, dataset=world)
+    shards = sorted(out.glob("part-*.parquet"))
+    for shard in shards[1::2]:  # drop shards 1 and 3: holes in the middle of the pairs
+        shard.unlink()
+    manifest = json.loads((out / "labels.json").read_text())
+    del manifest["complete"]  # as a killed run leaves it
+    (out / "labels.json").write_text(json.dumps(manifest))
+    kept = {s.name: s.stat().st_mtime_ns for s in out.glob("part-*.parquet")}
+    label_pairs(teacher, pairs_path, out, RAY, dataset=world)
+    labels = read_labels(out)
+    assert_same_labels(labels, reference)
+    assert {s.name: s.stat().st_mtime_ns for s in out.glob("part-*.parquet") if s.name in kept} == kept  # untouched
+    assert len(list(out.glob("part-*.parquet"))) == 5

@@ -1,0 +1,150 @@
+"""The bi-encoder student: features, towers, training on soft labels, the CLI path and the curve."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from searchrel.annotate.text import TextConfig
+from searchrel.baselines.bm25 import BM25Scorer
+from searchrel.cli import app
+from searchrel.data.dataset import load_dataset
+from searchrel.data.synth import SynthConfig, synthesize
+from searchrel.student.config import StudentConfig, StudentTrainConfig
+from searchrel.student.features import TextMatch, make_feature
+from searchrel.student.model import load_student, new_student
+from searchrel.student.predict import predict_dataset
+from searchrel.student.train import item_batches, train_student
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    ds = synthesize(SynthConfig(n_items=120, n_queries=30, n_users=40, n_judged_pairs=150, n_searches=300))
+    path = tmp_path_factory.mktemp("world") / "ds"
+    ds.save(path)
+    return load_dataset(path)
+
+
+def _cfg(bert, **kw) -> StudentTrainConfig:
+    student = StudentConfig(backbone=str(bert), layers=1, dim=16, zero_shot_model=str(bert),
+                            text=TextConfig(fields=["title", "image_caption"]), item_max_length=32)
+    return StudentTrainConfig(student=student, **{"epochs": 2, "batch_items": 16, "eval_every": 1000, **kw})
+
+
+def test_text_match_bm25_equals_bm25s():
+    texts = ["red wooden table", "blue cotton dress", "red red dress with a red belt", "wooden chair"]
+    f = TextMatch({}).fit(texts)
+    queries = ["red dress", "wooden table", "nothing here"]
+    qs, items = f.query_side(queries), f.item_side(texts)
+    q_idx = np.repeat(np.arange(3), len(texts))
+    i_idx = np.tile(np.arange(len(texts)), 3)
+    out = f.pairs(qs, q_idx, items, i_idx)
+    ref = BM25Scorer(texts).score_pairs([queries[q] for q in q_idx], i_idx)
+    assert np.allclose(np.expm1(out[:, 0]), ref, atol=1e-4)
+    assert out[1, 1] == pytest.approx(0.5) and out[2, 2] == 1 and out[2, 1] == 1  # coverage, all terms
+    restored = make_feature("text_match", json.loads(json.dumps(f.state())))
+    assert np.allclose(restored.pairs(restored.query_side(queries), q_idx, restored.item_side(texts), i_idx), out)
+    with pytest.raises(ValueError, match="unknown student feature"):
+        make_feature("nope")
+
+
+def test_item_batches_hold_every_pair_of_their_items():
+    items = np.array([3, 1, 3, 2, 2, 2, 0, 1])
+    batches = item_batches(items, 2, seed=0)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(items)))
+    for b in batches:
+        chosen = set(items[b])
+        assert len(chosen) <= 2 and set(np.flatnonzero(np.isin(items, list(chosen)))) == set(b)
+
+
+def test_towers_are_independent_and_save_load_round_trips(tiny_bert, tmp_path):
+    student = new_student(_cfg(tiny_bert).student)
+    for f in student.features:
+        f.fit(["red table", "blue dress"])
+    q = student.side(["red table", "blue dress"], "query", bf16=False)
+    items = student.side(["red wooden table", "blue cotton dress", "mesa"], "item", bf16=False)
+    assert np.allclose(np.linalg.norm(q.emb, axis=1), 1, atol=1e-5)
+    full = student.predict(q, np.array([0, 0, 1]), items, np.array([0, 1, 2]))
+    alone = student.side(["blue dress"], "query", bf16=False)  # a query embedded alone gives the same scores
+    assert np.allclose(student.predict(alone, np.array([0]), items, np.array([2])), full[2:], atol=1e-5)
+    out = student.save(tmp_path / "s")
+    again = load_student(out)
+    assert np.allclose(again.predict(again.side(["red table", "blue dress"], "query", bf16=False), np.array([0, 0, 1]),
+                                     again.side(["red wooden table", "blue cotton dress", "mesa"], "item", bf16=False),
+                                     np.array([0, 1, 2])), full, atol=1e-5)
+    # the frozen word table is shared by both towers and saved once
+    assert (again.query_tower.backbone.get_input_embeddings() is again.item_tower.backbone.get_input_embeddings())
+
+
+def test_training_on_soft_labels_moves_the_student_towards_the_teacher(world, tiny_bert, tmp_path):
+    pairs = world.pairs("train")[["query_id", "item_id"]]
+    # a teacher whose judgement the student can learn: sure of grade 5 when the title has a query word, else of 1
+    title = world.items.set_index("item_id")["title"].str.lower()
+    query = world.queries.set_index("query_id")["text"].str.lower()
+    hit = np.array([any(w in title[i] for w in query[q].split()) for q, i in zip(pairs["query_id"], pairs["item_id"])])
+    p = np.where(hit[:, None], [0.02, 0.03, 0.05, 0.2, 0.7], [0.7, 0.2, 0.05, 0.03, 0.02]).astype(np.float32)
+    labels = pairs.assign(**{f"p_{g}": p[:, j] for j, g in enumerate(world.info.scale.grades)})
+
+    def kl(student_dir):
+        pred = predict_dataset(load_student(student_dir), world, pairs=pairs, bf16=False)
+        s = pred[[f"p_{g}" for g in world.info.scale.grades]].to_numpy()
+        return float(np.mean(np.sum(p * (np.log(p + 1e-9) - np.log(s + 1e-9)), 1)))
+
+    before = train_student(world, tmp_path / "zero", _cfg(tiny_bert, epochs=1, lr=0.0, head_lr=0.0, human_weight=0,
+                                                          bf16=False), labels)
+    after = train_student(world, tmp_path / "kl", _cfg(tiny_bert, epochs=25, human_weight=0, head_lr=3e-3,
+                                                       patience=1000, bf16=False), labels)
+    assert kl(after) < 0.5 * kl(before)
+    rec = json.loads((after / "train.json").read_text())
+    assert rec["distilled_pairs"] == len(labels) and rec["train_pairs"] == len(labels)
+    with pytest.raises(FileExistsError):
+        train_student(world, after, _cfg(tiny_bert), labels)
+    with pytest.raises(ValueError, match="lack p_5"):
+        train_student(world, tmp_path / "bad", _cfg(tiny_bert), labels.drop(columns="p_5"))
+
+
+def test_cli_sample_label_train_eval(world, tiny_bert, tmp_path):
+    from test_distill import make_teacher
+
+    teacher = make_teacher(tiny_bert, tmp_path / "teacher")
+    data = str(world.path)
+    r = runner.invoke(app, ["distill", "sample", data, "--out", str(tmp_path / "pairs.parquet"), "--amplification", "2"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["distill", "label", str(teacher), str(tmp_path / "pairs.parquet"),
+                            "--out", str(tmp_path / "labels"), "--shard-size", "64"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["student", "train", data, "--labels", str(tmp_path / "labels"), "--out",
+                            str(tmp_path / "student"), "--backbone", str(tiny_bert), "--layers", "1", "--dim", "16",
+                            "--zero-shot-model", str(tiny_bert), "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((tmp_path / "student" / "student.json").read_text())
+    assert cfg["text"]["fields"] == ["title", "image_caption"]  # the teacher's item text
+    r = runner.invoke(app, ["eval", "--model", str(tmp_path / "student"), "--data", data, "--split", "all"])
+    assert r.exit_code == 0, r.output
+    assert "ndcg@8" in r.output.lower()
+    r = runner.invoke(app, ["student", "predict", str(tmp_path / "student"), data, "--out", str(tmp_path / "p.csv")])
+    assert r.exit_code == 0, r.output
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(world.judgments)
+    r = runner.invoke(app, ["distill", "sample", data, "--out", str(tmp_path / "x.parquet"), "--amplification", "-1"])
+    assert r.exit_code == 2 and "amplification" in r.output
+
+
+def test_curve_trains_one_student_per_factor(world, tiny_bert, tmp_path):
+    from test_distill import make_teacher
+
+    from searchrel.distill.config import LabelConfig, SampleConfig
+    from searchrel.experiments.curve import CurveConfig, curve
+
+    teacher = make_teacher(tiny_bert, tmp_path / "teacher")
+    cfg = CurveConfig(amplifications=[1, 3], train=_cfg(tiny_bert, epochs=1), label=LabelConfig(shard_size=128),
+                      sample=SampleConfig(embed_model=str(tiny_bert)))
+    results = curve(world, teacher, tmp_path / "curve", cfg)
+    assert list(results) == ["student: human labels only", "student: x1", "student: x3", "teacher"]
+    rec = {k: json.loads((tmp_path / "curve" / f"student-{k}" / "train.json").read_text()) for k in ("x1", "x3")}
+    assert rec["x1"]["distilled_pairs"] < rec["x3"]["distilled_pairs"]
+    for f in ("curve.md", "curve.json", "curve.png", "curve-line.png"):
+        assert (tmp_path / "curve" / f).is_file()
