@@ -8,6 +8,8 @@ import typer
 from searchrel.cli import data, evaluation, experiments
 from searchrel.cli.distill import distill_app
 from searchrel.cli.imports import import_app
+from searchrel.cli.index import index_app
+from searchrel.cli.serve import serve_cmd
 from searchrel.cli.models import models_app
 from searchrel.cli.student import student_app
 from searchrel.cli.teacher import teacher_app
@@ -23,6 +25,8 @@ app.add_typer(evaluation.baseline_app, name="baseline")
 app.add_typer(teacher_app, name="teacher")
 app.add_typer(distill_app, name="distill")
 app.add_typer(student_app, name="student")
+app.add_typer(index_app, name="index")
+app.command("serve")(serve_cmd)
 app.add_typer(models_app, name="models")
 app.command("compare")(experiments.compare_cmd)
 app.command("ablate")(experiments.ablate_cmd)

@@ -75,16 +75,37 @@ class TeacherLabeler:
         from searchrel.models.encode import default_threads
         from searchrel.teacher.model import load_teacher
 
+        from searchrel.models.encode import Encoder, cpu_has_bf16
+
         torch.set_num_threads(default_threads())
         self.model, self.tokenizer = load_teacher(teacher)
         self.batch_size, self.bf16 = batch_size, bf16
         self.columns = [f"p_{g}" for g in self.model.config.scale.grades]
+        cfg = self.model.config
+        # the shared fast path (bf16 TorchScript, shape buckets) for encoder teachers on bf16 CPUs; others run eager
+        self.fast = None
+        if (bf16 if bf16 is not None else cpu_has_bf16()) and not cfg.is_decoder and self.model.n_features == 0:
+            self.fast = Encoder.for_module(self.model.backbone, self.tokenizer.pad_token_id,
+                                           pooling=self.model.pooling, precision="bf16")
 
-    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+    def probs(self, queries: list[str], items: list[str]) -> np.ndarray:
+        import torch
+
+        from searchrel.teacher.pairs import encode_pairs
         from searchrel.teacher.predict import predict_probs
 
-        probs = predict_probs(self.model, self.tokenizer, batch["query"].tolist(), batch["item_text"].tolist(),
-                              batch_size=self.batch_size, bf16=self.bf16, progress=None)
+        if self.fast is None:
+            return predict_probs(self.model, self.tokenizer, queries, items, batch_size=self.batch_size,
+                                 bf16=self.bf16, progress=None)
+        cfg = self.model.config
+        ids = encode_pairs(self.tokenizer, queries, items, cfg.max_length, cfg.is_decoder, cfg.query_prefix,
+                           cfg.passage_prefix)
+        pooled = self.fast.encode_ids(ids, self.batch_size)
+        with torch.inference_mode():
+            return torch.softmax(self.model.head(torch.from_numpy(pooled)), -1).numpy()
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        probs = self.probs(batch["query"].tolist(), batch["item_text"].tolist())
         out = batch[["pair_idx", "query_id", "item_id"]].reset_index(drop=True)
         return pd.concat([out, pd.DataFrame(probs, columns=self.columns)], axis=1)
 

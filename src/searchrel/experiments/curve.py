@@ -47,13 +47,15 @@ def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, 
     factors = sorted(cfg.amplifications)
     if not factors or factors[0] <= 0:
         raise ValueError("amplifications must be positive factors, e.g. 1,10,100")
-    teacher_text = json.loads((teacher / "teacher.json").read_text())["text"]
+    from searchrel.annotate.text import TextConfig
+
+    teacher_text = TextConfig.model_validate(json.loads((teacher / "teacher.json").read_text())["text"])
+    # students read the item text the teacher judged
+    train_cfg = cfg.train.model_copy(update={"student": cfg.train.student.model_copy(update={"text": teacher_text})})
     sample_cfg = cfg.sample.model_copy(update={"amplification": factors[-1]})
     pairs_path = out / "pairs.parquet"
     if not pairs_path.exists():
-        from searchrel.annotate.text import TextConfig
-
-        save_pairs(sample_pairs(ds, sample_cfg, TextConfig.model_validate(teacher_text)), pairs_path, ds, sample_cfg)
+        save_pairs(sample_pairs(ds, sample_cfg, teacher_text), pairs_path, ds, sample_cfg)
     labels_dir = label_pairs(teacher, pairs_path, out / "labels", cfg.label, dataset=ds)
     labels = read_labels(labels_dir)
     order = np.random.default_rng(cfg.sample.seed).permutation(len(labels))
@@ -73,7 +75,7 @@ def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, 
 
                 shutil.rmtree(run)
             console.print(f"[bold]student: {label}[/] ({0 if subset is None else len(subset):,} distilled pairs)")
-            train_student(ds, run, cfg.train, subset)
+            train_student(ds, run, train_cfg, subset)
         rec = json.loads((run / "train.json").read_text())
         notes.append(f"student {label}: {rec['distilled_pairs']:,} distilled + human pairs = {rec['train_pairs']:,} "
                      f"training pairs, {rec['steps']} steps in {rec['elapsed_s'] / 60:.1f} min")

@@ -184,6 +184,36 @@ class Encoder:
         pad = self.tokenizer.token_to_id("<pad>")
         self.pad_id = int(pad if pad is not None else (getattr(config, "pad_token_id", None) or 0))
 
+    @classmethod
+    def for_module(cls, model, pad_id: int, pooling: str = "mean", precision: Precision = "auto",
+                   backend: Backend = "auto", threads: int | None = None) -> "Encoder":
+        """The fast path around a model already in memory (a teacher's backbone, say), fed token ids with
+        ``encode_ids``. The model is converted in place (bf16, and traced on the jit backend): hand it over."""
+        import torch
+
+        self = cls.__new__(cls)
+        self.path = None
+        from types import SimpleNamespace
+
+        self.backbone = SimpleNamespace(name="in-memory", query_prefix="", passage_prefix="", pooling=pooling)
+        self.threads = threads or default_threads()
+        torch.set_num_threads(self.threads)
+        if precision == "auto":
+            precision = "bf16" if cpu_has_bf16() else "fp32"
+        self.precision = precision
+        self.backend = resolve_backend(backend, precision)
+        self.model = model.eval()
+        if self.precision == "bf16" and self.backend == "jit":
+            self.model.to(torch.bfloat16)
+        elif self.precision == "bf16":
+            _to_mixed_bf16(self.model)
+        self.dim = int(model.config.hidden_size)
+        self.positions = int(getattr(model.config, "max_position_embeddings", 512))
+        self.max_length = self.positions
+        self._traced, self._frozen, self._jit_lock = None, OrderedDict(), threading.Lock()
+        self.tokenizer, self._truncation, self.pad_id = None, None, int(pad_id)
+        return self
+
     # ------------------------------------------------------------ public API
     def encode(self, texts: Sequence[str] | Iterable[str], kind: Kind = "passage", batch_size: int = 64,
                max_length: int | None = None, normalize: bool = True, progress: bool | None = None) -> np.ndarray:
@@ -216,7 +246,11 @@ class Encoder:
 
     def _encode_chunk(self, texts: list[str], batch_size: int, normalize: bool, advance) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts, add_special_tokens=True)
-        ids = [e.ids for e in encodings]
+        return self.encode_ids([e.ids for e in encodings], batch_size, normalize, advance)
+
+    def encode_ids(self, ids: list[list[int]], batch_size: int = 64, normalize: bool = False,
+                   advance=lambda k=1: None) -> np.ndarray:
+        """Pooled hidden states ``[n, dim]`` of already tokenized texts (e.g. a cross-encoder's pairs), in order."""
         lengths = np.fromiter((len(x) for x in ids), np.int64, len(ids))
         order = np.argsort(-lengths, kind="stable")  # longest first: memory peaks in the first batch
         out = np.empty((len(ids), self.dim), np.float32)

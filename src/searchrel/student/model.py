@@ -198,7 +198,10 @@ def load_student(path: str | Path) -> Student:
     config = StudentConfig.model_validate_json((path / CONFIG_FILE).read_text())
     hf = AutoConfig.from_pretrained(path / "backbone")
     extra = {"add_pooling_layer": False} if hf.model_type in ("bert", "xlm-roberta", "roberta") else {}
-    towers = [AutoModel.from_config(hf, dtype=torch.float32, **extra) for _ in range(2)]
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():  # every weight is read from the file next: skip random initialisation (~4 s)
+        towers = [AutoModel.from_config(hf, dtype=torch.float32, **extra) for _ in range(2)]
     states = json.loads((path / FEATURES_FILE).read_text())
     student = Student(config, *towers, feature_states=states)
     missing, unexpected = student.load_state_dict(load_file(str(path / WEIGHTS_FILE)), strict=False)

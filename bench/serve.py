@@ -1,0 +1,223 @@
+"""Load benchmark of the service: a Zipf query stream replayed on loopback at fixed request rates.
+
+    .venv/bin/python bench/serve.py [--student DIR --index DIR --data DATASET] [--seconds 15] [--rates 50,100,200]
+
+Without --student/--index, builds them on the default synthetic world (3,000 items): an untrained me5-small
+student of the default config (serving cost does not depend on the weights) and its item index.
+The stream is the synthetic search log's searches in time order (its queries follow a Zipf law: the head of
+queries makes most searches). Each request re-ranks 100 or 400 candidates: the items the log shows for that
+search, topped up with random catalogue items. For each (candidates, cache) setting a server is started
+(`searchrel serve`, cache "memory" or "off"), warmed with the stream's first requests (for the warm cache),
+then driven open-loop at each rate for --seconds: requests are sent on schedule whatever the replies do, and
+latency runs from the scheduled send time, so queueing shows. Client and server share this machine's cores.
+Writes bench/results/serve-DATE.json: one row per setting with candidates, rate_rps, cache, p50_ms, p99_ms,
+throughput_rps, hit_rate, errors; plus the cold single-query embedding latency of the ONNX query tower.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("SEARCHREL_PROGRESS", "0")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from encode import machine_info  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare(work: Path, args) -> tuple[Path, Path, Path]:
+    from searchrel.annotate.text import build_item_texts
+    from searchrel.data.synth import SynthConfig, synthesize
+    from searchrel.index.store import build_index
+    from searchrel.student.config import StudentConfig
+    from searchrel.student.model import new_student
+
+    data = args.data or work / "world"
+    if not (Path(data) / "info.json").exists() and not args.data:
+        synthesize(SynthConfig()).save(data)
+    student_dir = args.student or work / "student"
+    if not args.student and not (Path(student_dir) / "student.json").exists():
+        from searchrel.data.dataset import load_dataset
+
+        ds = load_dataset(data)
+        student = new_student(StudentConfig())
+        for f in student.features:
+            f.fit(build_item_texts(ds.items, student.config.text).tolist())
+        student.save(student_dir)
+    index = args.index or work / "index"
+    if not args.index and not (Path(index) / "CURRENT").exists():
+        build_index(student_dir, data, index)
+    return Path(data), Path(student_dir), Path(index)
+
+
+def stream(data: Path, candidates: int, n: int, seed: int = 0) -> list[dict]:
+    """Requests in log order: (query, language, candidate ids) of each search, topped up with random items."""
+    from searchrel.data.dataset import load_dataset
+
+    ds = load_dataset(data)
+    log = ds.search_log[ds.search_log["event"] == "impression"]
+    searches = log.groupby(["ts", "user_id", "query_id"], sort=True)["item_id"].agg(list).reset_index()
+    queries = ds.queries.set_index("query_id")
+    all_items = ds.items["item_id"].to_numpy()
+    rng = np.random.default_rng(seed)
+    out = []
+    for _, s in searches.head(n).iterrows():
+        shown = list(dict.fromkeys(s["item_id"]))[:candidates]
+        extra = rng.choice(all_items, candidates, replace=False)
+        ids = (shown + [i for i in extra if i not in set(shown)])[:candidates]
+        q = queries.loc[s["query_id"]]
+        out.append({"query": q["text"], "language": q["language"], "item_ids": ids})
+    return out
+
+
+class Server:
+    def __init__(self, data: Path, student: Path, index: Path, cache: str):
+        self.port = _free_port()
+        cmd = [sys.executable, "-m", "searchrel.cli", "serve", "--index", str(index), "--student", str(student),
+               "--port", str(self.port), "--cache", cache, "--max-queue", "256"]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env={**os.environ, "SEARCHREL_PROGRESS": "0"})
+        self.url = f"http://127.0.0.1:{self.port}"
+        import httpx
+
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        raise RuntimeError("server did not come up in 300 s")
+
+    def cache_counts(self) -> tuple[float, float]:
+        import httpx
+
+        text = httpx.get(self.url + "/metrics").text
+        val = {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines() if ln.startswith("searchrel_query_cache")}
+        return val.get("searchrel_query_cache_hits", 0.0), val.get("searchrel_query_cache_misses", 0.0)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+async def drive(url: str, requests: list[dict], rate: float) -> tuple[list[float], int, float]:
+    """Open loop: request i is sent at t0 + i / rate; latency counts from that scheduled time."""
+    import httpx
+
+    lat: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        t0 = time.perf_counter() + 0.05
+
+        async def one(i: int, body: dict) -> None:
+            nonlocal errors
+            at = t0 + i / rate
+            await asyncio.sleep(max(0.0, at - time.perf_counter()))
+            try:
+                r = await client.post("/v1/rerank", json=body)
+                if r.status_code != 200:
+                    errors += 1
+                    return
+            except httpx.HTTPError:
+                errors += 1
+                return
+            lat.append(time.perf_counter() - at)
+
+        await asyncio.gather(*(one(i, b) for i, b in enumerate(requests)))
+        wall = time.perf_counter() - t0
+    return lat, errors, wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--student", type=Path)
+    ap.add_argument("--index", type=Path)
+    ap.add_argument("--data", type=Path)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/searchrel-bench-serve"))
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--rates", default="50,100,200")
+    ap.add_argument("--candidates", default="100,400")
+    ap.add_argument("--warmup", type=int, default=3000, help="requests replayed before measuring (warm cache)")
+    ap.add_argument("--out", type=Path, default=Path(f"bench/results/serve-{dt.date.today()}.json"))
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    data, student, index = prepare(args.work, args)
+    rates = [float(r) for r in args.rates.split(",")]
+
+    from searchrel.serve.onnx_tower import OnnxQueryEncoder
+
+    enc = OnnxQueryEncoder.from_student_dir(student)
+    words = ["red summer dress", "mesa de madera", "wooden table", "Sommerkleid", "boho living room", "木製テーブル"]
+    enc.encode(words)
+    cold = []
+    for i in range(200):
+        q = f"{words[i % len(words)]} {i}"  # never seen: no cache anywhere
+        t = time.perf_counter()
+        enc.encode([q])
+        cold.append(1000 * (time.perf_counter() - t))
+
+    rows = []
+    for cands in [int(c) for c in args.candidates.split(",")]:
+        need = args.warmup + int(max(rates) * args.seconds) * len(rates)
+        reqs = stream(data, cands, need)
+        for cache in ("warm", "off"):
+            server = Server(data, student, index, "memory" if cache == "warm" else "off")
+            try:
+                pos = 0
+                if cache == "warm":  # replay the head of the stream so the cache holds what traffic has seen
+                    asyncio.run(drive(server.url, reqs[: args.warmup], 400.0))
+                    pos = args.warmup
+                for rate in rates:
+                    n = int(rate * args.seconds)
+                    window = reqs[pos:pos + n]
+                    pos += n
+                    h0, m0 = server.cache_counts()
+                    lat, errors, wall = asyncio.run(drive(server.url, window, rate))
+                    h1, m1 = server.cache_counts()
+                    lat_ms = sorted(1000 * x for x in lat)
+                    lookups = (h1 - h0) + (m1 - m0)
+                    row = {"candidates": cands, "rate_rps": rate, "cache": cache,
+                           "p50_ms": round(statistics.median(lat_ms), 2) if lat_ms else None,
+                           "p99_ms": round(float(np.percentile(lat_ms, 99)), 2) if lat_ms else None,
+                           "throughput_rps": round(len(lat) / wall, 1), "hit_rate": round((h1 - h0) / lookups, 3)
+                           if lookups else 0.0, "requests": n, "errors": errors}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+            finally:
+                server.stop()
+    result = {"machine": machine_info(), "date": str(dt.date.today()), "seconds_per_setting": args.seconds,
+              "stream": "synthetic search log, searches in time order (Zipf over queries)",
+              "cold_query_embedding_onnx_ms": {"p50": round(statistics.median(cold), 3),
+                                               "p95": round(float(np.percentile(cold, 95)), 3)},
+              "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["cold_query_embedding_onnx_ms"]))
+
+
+if __name__ == "__main__":
+    main()

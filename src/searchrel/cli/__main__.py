@@ -1,0 +1,5 @@
+"""``python -m searchrel.cli``: the same CLI as the ``searchrel`` command."""
+
+from searchrel.cli import app
+
+app()

@@ -1,0 +1,42 @@
+"""CLI: ``serve`` — the re-ranking, related-items and home-feed service (FastAPI + uvicorn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from searchrel.cli.common import console, user_errors
+from searchrel.serve.service import ServeConfig
+
+_D = {k: f.default for k, f in ServeConfig.model_fields.items()}
+
+
+@user_errors
+def serve_cmd(
+    index: Path = typer.Option(..., help="item index from `searchrel index build`"),
+    student: Path = typer.Option(..., help="the student the index was built with"),
+    data: Path | None = typer.Option(None, help="dataset, for the workbench (item fields, human labels)"),
+    teacher: Path | None = typer.Option(None, help="teacher, for the workbench's teacher view"),
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    cache: str = typer.Option("memory", help="query-embedding cache: memory, off, or redis://host:6379/0"),
+    cache_items: int = typer.Option(_D["cache_items"], help="entries kept by the in-process cache"),
+    cache_ttl_s: float = typer.Option(_D["cache_ttl_s"], help="seconds a cached query embedding lives"),
+    onnx: bool = typer.Option(True, help="query tower on ONNX Runtime (--no-onnx: PyTorch)"),
+    int8: bool = typer.Option(False, help="dynamically quantised int8 ONNX query tower"),
+    max_candidates: int = typer.Option(_D["max_candidates"]),
+    max_inflight: int = typer.Option(_D["max_inflight"], help="requests computing at once"),
+    max_queue: int = typer.Option(_D["max_queue"], help="requests waiting beyond that; more get 503"),
+) -> None:
+    """Serve POST /v1/rerank, GET /v1/items/{id}/related, POST /v1/homefeed, /healthz, /metrics (docs at /docs)."""
+    import uvicorn
+
+    from searchrel.serve.app import create_app
+
+    cfg = ServeConfig(index=index, student=student, data=data, teacher=teacher, cache=cache, cache_items=cache_items,
+                      cache_ttl_s=cache_ttl_s, onnx=onnx, int8=int8, max_candidates=max_candidates,
+                      max_inflight=max_inflight, max_queue=max_queue)
+    app = create_app(cfg)
+    console.print(f"serving {len(app.state.service.index):,} items on http://{host}:{port} (API docs: /docs)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

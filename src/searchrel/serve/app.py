@@ -1,0 +1,161 @@
+"""The HTTP service (FastAPI): re-ranking, related items, home feed, health and Prometheus metrics.
+
+Bad input gets a 4xx that says what is wrong, never a 500: empty or oversized queries and payloads, too many
+candidates, unknown ids (reported per item in a re-rank; 404 where nothing else can be answered). Under overload
+the service sheds load: at most ``max_inflight`` requests compute at once, ``max_queue`` more wait, and any
+request beyond that is answered 503 at once (with Retry-After) instead of queueing without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import FastAPI, HTTPException, Path as PathParam, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from searchrel.serve.service import ServeConfig, Service
+
+
+class CandidateItem(BaseModel):
+    """A candidate the index may not hold, sent with its text fields."""
+
+    model_config = ConfigDict(extra="allow")  # any other text field the student's text config names (brand, ...)
+    item_id: str = Field(min_length=1, max_length=200)
+    title: str | None = None
+    description: str | None = None
+    image_caption: str | None = None
+    board_titles: list[str] | None = None
+    engaged_queries: list[str] | None = None
+
+
+class RerankRequest(BaseModel):
+    query: str = Field(description="the query as typed, any language")
+    language: str | None = Field(None, max_length=16)
+    country: str | None = Field(None, max_length=16)
+    item_ids: list[str] = Field(default_factory=list, description="candidates from the index")
+    items: list[CandidateItem] = Field(default_factory=list, description="candidates sent with their text")
+    top_k: int | None = Field(None, ge=1)
+
+
+class HomefeedRequest(BaseModel):
+    item_ids: list[str] = Field(description="items the user saved")
+    k: int = Field(20, ge=1)
+
+
+def _metrics():
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+    reg = CollectorRegistry()
+    buckets = (.001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .075, .1, .2, .5, 1, 2, 5)
+    return reg, {
+        "requests": Counter("searchrel_requests", "HTTP requests", ["endpoint", "status"], registry=reg),
+        "latency": Histogram("searchrel_request_latency_seconds", "request latency", ["endpoint"],
+                             buckets=buckets, registry=reg),
+        "shed": Counter("searchrel_shed_requests", "requests answered 503 under overload", registry=reg),
+        "inflight": Gauge("searchrel_inflight_requests", "requests admitted and not yet answered", registry=reg),
+        "cache_hits": Gauge("searchrel_query_cache_hits", "query-embedding cache hits", registry=reg),
+        "cache_misses": Gauge("searchrel_query_cache_misses", "query-embedding cache misses", registry=reg),
+        "cache_hit_rate": Gauge("searchrel_query_cache_hit_rate", "hits / lookups", registry=reg),
+        "cache_size": Gauge("searchrel_query_cache_size", "entries in the query cache", registry=reg),
+        "cache_evictions": Gauge("searchrel_query_cache_evictions", "entries evicted or expired", registry=reg),
+    }
+
+
+def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
+    """The FastAPI app over a loaded ``Service`` (loaded from ``cfg`` unless given)."""
+    svc = service or Service(cfg)
+    app = FastAPI(title="searchrel", version="1", description="Relevance re-ranking with a distilled bi-encoder "
+                  "student; related items and home feed from the same item embeddings.")
+    app.state.service = svc
+    registry, m = _metrics()
+    gate = asyncio.Semaphore(cfg.max_inflight)
+    admitted = {"n": 0}
+
+    @app.middleware("http")
+    async def limits(request: Request, call_next):
+        path = request.url.path
+        started = time.perf_counter()
+        if path.startswith("/v1/"):
+            size = request.headers.get("content-length")
+            if size and size.isdigit() and int(size) > cfg.max_body_bytes:
+                m["requests"].labels("/v1", "413").inc()
+                return JSONResponse({"detail": f"payload of {size} bytes is over the limit of "
+                                               f"{cfg.max_body_bytes}"}, status_code=413)
+            if admitted["n"] >= cfg.max_inflight + cfg.max_queue:
+                m["shed"].inc()
+                m["requests"].labels("/v1", "503").inc()
+                return JSONResponse({"detail": "overloaded: try again shortly"}, status_code=503,
+                                    headers={"Retry-After": "1"})
+            admitted["n"] += 1
+            m["inflight"].set(admitted["n"])
+            try:
+                async with gate:
+                    response = await call_next(request)
+            finally:
+                admitted["n"] -= 1
+                m["inflight"].set(admitted["n"])
+        else:
+            response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = route.path if route is not None else "unmatched"
+        m["requests"].labels(endpoint, str(response.status_code)).inc()
+        m["latency"].labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    @app.post("/v1/rerank")
+    def rerank(req: RerankRequest) -> dict:
+        """Candidates ordered by expected grade, each with its grade probabilities."""
+        query = req.query.strip()
+        if not query:
+            raise HTTPException(422, "query is empty")
+        if len(query) > cfg.max_query_chars:
+            raise HTTPException(413, f"query of {len(query)} characters is over the limit of {cfg.max_query_chars}")
+        n = len(req.item_ids) + len(req.items)
+        if n == 0:
+            raise HTTPException(422, "no candidates: give item_ids and/or items")
+        if n > cfg.max_candidates:
+            raise HTTPException(413, f"{n} candidates is over the limit of {cfg.max_candidates}")
+        if len(req.items) > cfg.max_new_items:
+            raise HTTPException(413, f"{len(req.items)} candidates with text is over the limit of {cfg.max_new_items}")
+        return svc.rerank(query, req.item_ids, [i.model_dump() for i in req.items], req.language, req.top_k)
+
+    @app.get("/v1/items/{item_id}/related")
+    def related(item_id: str = PathParam(..., max_length=200), k: int = Query(10, ge=1)) -> dict:
+        """The items nearest to this one in the student's item-embedding space."""
+        if item_id not in svc.index:
+            raise HTTPException(404, f"item {item_id!r} is not in the index")
+        return {"item_id": item_id, "items": svc.related(item_id, min(k, cfg.max_k))}
+
+    @app.post("/v1/homefeed")
+    def homefeed(req: HomefeedRequest) -> dict:
+        """Items near the taste of the saved items (their mean embedding), the saved ones excluded."""
+        if not req.item_ids:
+            raise HTTPException(422, "item_ids is empty")
+        if len(req.item_ids) > cfg.max_candidates:
+            raise HTTPException(413, f"{len(req.item_ids)} saved items is over the limit of {cfg.max_candidates}")
+        try:
+            items, unknown = svc.homefeed(req.item_ids, min(req.k, cfg.max_k))
+        except KeyError as e:
+            raise HTTPException(404, str(e.args[0])) from None
+        return {"items": items, "unknown_item_ids": unknown}
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok", "model_version": svc.model_version[:12], "index_version": svc.index.version,
+                "items": len(svc.index), "uptime_s": round(time.time() - svc.started, 1)}
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        s = svc.cache_stats()
+        m["cache_hits"].set(s["hits"])
+        m["cache_misses"].set(s["misses"])
+        m["cache_hit_rate"].set(s["hit_rate"])
+        m["cache_size"].set(s["size"])
+        m["cache_evictions"].set(s["evictions"])
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,159 @@
+"""The serving core, without HTTP: re-rank candidates with the student, find related items, build a home feed.
+
+Item sides (tower vectors and feature state) come from the offline index; the query side — the student's query
+tower (ONNX Runtime by default) and, when the student uses it, the zero-shot model's query vector — comes from a
+cache keyed by normalised query text and language, computed on a miss. Candidates the index lacks can be sent
+with their text: their item side is computed in the request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from searchrel.annotate.text import build_item_texts
+from searchrel.student.model import Side, Student, load_student
+
+
+class ServeConfig(BaseModel):
+    """What the service loads and the limits it enforces."""
+
+    index: Path
+    student: Path
+    data: Path | None = None  # a dataset, for the workbench: item fields, human labels, BM25 and teacher views
+    teacher: Path | None = None  # the workbench's teacher view
+    onnx: bool = True  # query tower on ONNX Runtime (False: PyTorch)
+    int8: bool = False  # the dynamically quantised ONNX query tower
+    cache: str | None = "memory"  # memory, off, or redis://host:port/db
+    cache_items: int = 100_000
+    cache_ttl_s: float = 3600.0
+    max_candidates: int = 1000
+    max_query_chars: int = 512
+    max_new_items: int = 64  # candidates sent with text (embedded in the request)
+    max_k: int = 200
+    max_body_bytes: int = 1_000_000
+    max_inflight: int = 2  # requests computing at once (the CPU's cores)
+    max_queue: int = 64  # requests waiting beyond that; more are shed with 503
+
+
+class QueryEmbedder:
+    """Query texts -> ``[tower vector | zero-shot vector]`` (what the cache stores), in one call per batch."""
+
+    def __init__(self, student: Student, student_dir: Path, onnx: bool = True, int8: bool = False):
+        self.student = student
+        if onnx:
+            from searchrel.serve.onnx_tower import OnnxQueryEncoder
+
+            self.tower = OnnxQueryEncoder.from_student_dir(student_dir, int8=int8)
+            self.fingerprint = self.tower.fingerprint
+        else:
+            self.tower = None
+            from searchrel.index.store import model_version
+
+            self.fingerprint = model_version(student_dir)[:16]
+        self.zero_shot = next((f for f in student.features if f.name == "zero_shot"), None)
+        self.tower_dim = student.config.dim
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        tower = self.tower.encode(texts) if self.tower is not None else self.student.embed(texts, "query")
+        if self.zero_shot is None:
+            return tower
+        return np.concatenate([tower, self.zero_shot.query_side(texts)], 1)
+
+
+class Service:
+    """Loaded student + index + query cache; every method is safe to call from several threads."""
+
+    def __init__(self, cfg: ServeConfig):
+        from searchrel.index.store import load_index, model_version
+        from searchrel.serve.cache import CachedQueryEncoder, make_cache
+
+        self.cfg = cfg
+        self.student = load_student(cfg.student)
+        self.index = load_index(cfg.index)
+        version = model_version(cfg.student)
+        if self.index.model_version != version:
+            raise ValueError(f"index {cfg.index} (version {self.index.version}) was built with another student "
+                             f"(model {self.index.model_version[:12]}, this one {version[:12]}): "
+                             f"run `searchrel index refresh {cfg.student} DATASET --out {cfg.index}`")
+        self.model_version = version
+        self.embedder = QueryEmbedder(self.student, cfg.student, cfg.onnx, cfg.int8)
+        self.queries = CachedQueryEncoder(self.embedder, make_cache(cfg.cache, cfg.cache_items, cfg.cache_ttl_s),
+                                          namespace=self.embedder.fingerprint)
+        self.grades = self.student.config.scale.grades
+        self._text_match = next((f for f in self.student.features if f.name == "text_match"), None)
+        self._lock = threading.Lock()  # the student's scorer and towers: one request at a time inside torch
+        self.started = time.time()
+
+    # -- query side ---------------------------------------------------------------------------------
+    def query_side(self, query: str, language: str | None = None) -> Side:
+        vec = self.queries.encode([query], [language])
+        d = self.embedder.tower_dim
+        feats: dict[str, object] = {}
+        for f in self.student.features:
+            if f.name == "zero_shot":
+                feats[f.name] = vec[:, d:]
+            else:  # cheap text features: computed per request from the query as typed
+                feats[f.name] = f.query_side([query])
+        return Side(vec[:, :d], feats)
+
+    # -- endpoints' work ----------------------------------------------------------------------------
+    def rerank(self, query: str, item_ids: Sequence[str], items: Sequence[dict] | None = None,
+               language: str | None = None, top_k: int | None = None) -> dict:
+        """Candidates ordered by expected grade with their grade probabilities; unknown ids are reported."""
+        t0 = time.perf_counter()
+        ids = list(dict.fromkeys(item_ids))
+        known = [i for i in ids if i in self.index]
+        unknown = [i for i in ids if i not in self.index]
+        new = list(items or [])
+        qs = self.query_side(query, language)
+        t_query = time.perf_counter()
+        probs_parts, out_ids = [], []
+        with self._lock:
+            if known:
+                rows = self.index.rows_of(known)
+                probs_parts.append(self.student.predict(qs, np.zeros(len(rows), np.int64), self.index.side(rows),
+                                                        np.arange(len(rows))))
+                out_ids += known
+            if new:
+                frame = pd.DataFrame(new)
+                frame["item_id"] = frame["item_id"].astype(str)
+                for col in self.student.config.text.fields:
+                    if col not in frame:
+                        frame[col] = None
+                texts = build_item_texts(frame, self.student.config.text)
+                side = self.student.side(texts.tolist(), "item")
+                probs_parts.append(self.student.predict(qs, np.zeros(len(texts), np.int64), side,
+                                                        np.arange(len(texts))))
+                out_ids += frame["item_id"].tolist()
+        probs = np.concatenate(probs_parts) if probs_parts else np.zeros((0, len(self.grades)), np.float32)
+        expected = probs @ np.asarray(self.grades, dtype=float)
+        order = np.argsort(-expected, kind="stable")[: top_k or len(expected)]
+        from searchrel.teacher.model import decode_grades
+
+        decoded = decode_grades(probs, self.student.config.scale, self.student.config.thresholds)
+        ranked = [{"item_id": out_ids[i], "score": round(float(expected[i]), 5), "grade": int(decoded[i]),
+                   "probabilities": {str(g): round(float(p), 5) for g, p in zip(self.grades, probs[i])}}
+                  for i in order]
+        done = time.perf_counter()
+        return {"query": query, "language": language, "items": ranked, "unknown_item_ids": unknown,
+                "model_version": self.model_version[:12], "index_version": self.index.version,
+                "timing_ms": {"query": round(1000 * (t_query - t0), 3), "total": round(1000 * (done - t0), 3)}}
+
+    def related(self, item_id: str, k: int) -> list[dict]:
+        ids, scores = self.index.related(item_id, k)
+        return [{"item_id": i, "similarity": round(float(s), 5)} for i, s in zip(ids, scores) if i is not None]
+
+    def homefeed(self, item_ids: Sequence[str], k: int) -> tuple[list[dict], list[str]]:
+        ids, scores, unknown = self.index.homefeed(item_ids, k)
+        return [{"item_id": i, "similarity": round(float(s), 5)} for i, s in zip(ids, scores) if i is not None], unknown
+
+    def cache_stats(self) -> dict:
+        return self.queries.stats()

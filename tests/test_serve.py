@@ -1,0 +1,152 @@
+"""The HTTP service on a tiny student and index: re-rank, related, home feed, limits, overload, metrics."""
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from searchrel.annotate.text import build_item_texts  # noqa: E402
+from searchrel.data.dataset import load_dataset  # noqa: E402
+from searchrel.data.synth import SynthConfig, synthesize  # noqa: E402
+from searchrel.index.store import build_index  # noqa: E402
+from searchrel.serve.app import create_app  # noqa: E402
+from searchrel.serve.service import ServeConfig, Service  # noqa: E402
+from searchrel.student.model import load_student, new_student  # noqa: E402
+from test_student import _cfg  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_bert, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    ds = synthesize(SynthConfig(n_items=120, n_queries=30, n_users=40, n_judged_pairs=150, n_searches=300))
+    ds.save(tmp / "ds")
+    ds = load_dataset(tmp / "ds")
+    student = new_student(_cfg(tiny_bert).student)
+    for f in student.features:
+        f.fit(build_item_texts(ds.items, student.config.text).tolist())
+    sdir = student.save(tmp / "student")
+    index = build_index(sdir, ds, tmp / "index", bf16=False)
+    return ds, sdir, tmp / "index"
+
+
+@pytest.fixture(scope="module")
+def client(setup):
+    ds, sdir, index = setup
+    cfg = ServeConfig(index=index, student=sdir, max_candidates=50, max_body_bytes=20_000)
+    with TestClient(create_app(cfg)) as c:
+        yield c
+
+
+def test_rerank_orders_by_expected_grade_and_matches_offline_scores(setup, client):
+    ds, sdir, _ = setup
+    ids = ds.items["item_id"].tolist()[:20]
+    query = ds.queries["text"].iloc[0].lower()
+    r = client.post("/v1/rerank", json={"query": query, "language": "en", "item_ids": ids + ["nope"], "top_k": 10})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["unknown_item_ids"] == ["nope"] and len(body["items"]) == 10
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    for item in body["items"]:
+        p = item["probabilities"]
+        assert set(p) == {"1", "2", "3", "4", "5"} and abs(sum(p.values()) - 1) < 1e-3
+        assert item["score"] == pytest.approx(sum(int(g) * v for g, v in p.items()), abs=1e-3)
+    # the same pairs scored offline by the student (PyTorch) give the same expected grades
+    student = load_student(sdir)
+    texts = build_item_texts(ds.items, student.config.text)
+    got = {i["item_id"]: i["score"] for i in body["items"]}
+    q = student.side([query], "query", bf16=False)
+    items = student.side(texts.loc[list(got)].tolist(), "item", bf16=False)
+    probs = student.predict(q, np.zeros(len(got), np.int64), items, np.arange(len(got)))
+    assert np.allclose(probs @ np.arange(1, 6), list(got.values()), atol=2e-3)
+
+
+def test_unseen_items_sent_with_text_are_scored(setup, client):
+    ds, _, _ = setup
+    r = client.post("/v1/rerank", json={"query": "red table", "item_ids": [ds.items["item_id"].iloc[0]],
+                                        "items": [{"item_id": "new-1", "title": "red wooden table", "brand": "x"},
+                                                  {"item_id": "new-2", "image_caption": "a blue dress"}]})
+    assert r.status_code == 200, r.text
+    assert {i["item_id"] for i in r.json()["items"]} == {ds.items["item_id"].iloc[0], "new-1", "new-2"}
+
+
+@pytest.mark.parametrize("payload, status, says", [
+    ({"query": "   ", "item_ids": ["a"]}, 422, "empty"),
+    ({"query": "x" * 600, "item_ids": ["a"]}, 413, "characters"),
+    ({"query": "red", "item_ids": []}, 422, "no candidates"),
+    ({"query": "red", "item_ids": [f"i{k}" for k in range(51)]}, 413, "limit of 50"),
+    ({"query": "red", "item_ids": "i1"}, 422, ""),
+    ({"item_ids": ["a"]}, 422, "query"),
+])
+def test_bad_rerank_input_gets_a_clear_4xx(client, payload, status, says):
+    r = client.post("/v1/rerank", json=payload)
+    assert r.status_code == status, r.text
+    assert says in r.text
+
+
+def test_payload_limit_malformed_json_and_unknown_ids(client, setup):
+    ds, _, _ = setup
+    r = client.post("/v1/rerank", content=json.dumps({"query": "red", "item_ids": ["x" * 100] * 300}),
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "over the limit" in r.text
+    r = client.post("/v1/rerank", content="{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert client.get("/v1/items/nope/related").status_code == 404
+    assert client.post("/v1/homefeed", json={"item_ids": ["nope"]}).status_code == 404
+    assert client.post("/v1/homefeed", json={"item_ids": []}).status_code == 422
+    assert client.get(f"/v1/items/{ds.items['item_id'].iloc[0]}/related?k=0").status_code == 422
+
+
+def test_related_and_homefeed(setup, client):
+    ds, _, _ = setup
+    first, second = ds.items["item_id"].iloc[:2]
+    r = client.get(f"/v1/items/{first}/related?k=5")
+    assert r.status_code == 200
+    related = [i["item_id"] for i in r.json()["items"]]
+    assert len(related) == 5 and first not in related
+    r = client.post("/v1/homefeed", json={"item_ids": [first, second, "gone"], "k": 7})
+    body = r.json()
+    assert r.status_code == 200 and body["unknown_item_ids"] == ["gone"]
+    ids = [i["item_id"] for i in body["items"]]
+    assert len(ids) == 7 and first not in ids and second not in ids
+
+
+def test_health_metrics_and_cache_hits(setup, client):
+    ds, _, _ = setup
+    assert client.get("/healthz").json()["status"] == "ok"
+    for _ in range(3):
+        client.post("/v1/rerank", json={"query": "Blue  Dress", "item_ids": ds.items["item_id"].tolist()[:5]})
+    text = client.get("/metrics").text
+    assert 'searchrel_requests_total{endpoint="/v1/rerank",status="200"}' in text
+    assert "searchrel_request_latency_seconds_bucket" in text
+    rate = float(next(ln.split()[-1] for ln in text.splitlines() if ln.startswith("searchrel_query_cache_hit_rate")))
+    assert rate > 0
+    assert client.get("/openapi.json").json()["paths"]["/v1/rerank"]
+
+
+def test_overload_is_shed_with_503_not_queued(setup):
+    ds, sdir, index = setup
+    cfg = ServeConfig(index=index, student=sdir, max_inflight=1, max_queue=0, cache="off")
+    ids = ds.items["item_id"].tolist()
+    with TestClient(create_app(cfg)) as c:
+        def call(k):
+            return c.post("/v1/rerank", json={"query": f"query number {k}", "item_ids": ids}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(call, range(24)))
+        assert set(codes) <= {200, 503} and 503 in codes and 200 in codes
+        assert "searchrel_shed_requests_total" in c.get("/metrics").text
+
+
+def test_index_of_another_student_is_refused(setup, tiny_bert, tmp_path):
+    ds, _, index = setup
+    other = new_student(_cfg(tiny_bert).student, seed=1)
+    for f in other.features:
+        f.fit(["x"])
+    odir = other.save(tmp_path / "other")
+    with pytest.raises(ValueError, match="another student"):
+        Service(ServeConfig(index=index, student=odir))
