@@ -121,10 +121,16 @@ class ZeroShot:
     def state(self) -> dict:
         return {"model": self.model}
 
+    EAGER_BELOW = 256  # item batches smaller than this (an index refresh) skip the jit's per-shape compile
+
     def _encode(self, texts: Sequence[str], kind: str) -> np.ndarray:
         from searchrel.models.encode import load_encoder
 
-        return load_encoder(self.model).encode(list(texts), kind=kind, progress=False if len(texts) < 256 else None)
+        # queries (served one at a time, shapes compiled once) and large item batches use the jit path; a small
+        # item batch would pay a compile per new shape that costs more than running it eagerly
+        backend = "eager" if kind == "passage" and len(texts) < self.EAGER_BELOW else "auto"
+        return load_encoder(self.model, backend=backend).encode(list(texts), kind=kind,
+                                                                 progress=False if len(texts) < 256 else None)
 
     def item_side(self, texts: Sequence[str]) -> np.ndarray:
         return self._encode(texts, "passage")
