@@ -98,7 +98,9 @@ class TextMatch:
             cols, n_terms = qside[q_idx[rows[0]]]
             if not len(cols):
                 continue
-            w = iside[i_idx[rows]][:, cols].toarray()
+            select = np.zeros((iside.shape[1], len(cols)), np.float32)  # picks the query's terms: a sparse x
+            select[cols, np.arange(len(cols))] = 1.0  # dense product is cheaper than sparse column slicing
+            w = np.asarray(iside[i_idx[rows]] @ select)
             present = (w > 0).sum(1)
             out[rows, 0] = np.log1p(w @ self.idf[cols])
             out[rows, 1] = present / n_terms
