@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from pathlib import Path
 
@@ -191,42 +190,14 @@ def _run_local(teacher: str, todo: pd.DataFrame, out: Path, cfg: LabelConfig) ->
 
 
 def _run_ray(teacher: str, todo: pd.DataFrame, out: Path, cfg: LabelConfig) -> None:
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise ImportError("the ray backend needs Ray Data: pip install 'searchrel[ray]'") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        init: dict = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        if cfg.ray_address:
-            init["address"] = cfg.ray_address
-        else:  # a local Ray sized to the actor pool, not to the whole machine
-            init["num_cpus"] = max(2, math.ceil(cfg.ray_actors * cfg.ray_cpus_per_actor))
-        ray.init(**init)
-    try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
-        ctx.execution_options.preserve_order = False
-        # one input block per shard: each block goes whole to one actor as one batch and comes back as one block,
-        # so every block the driver receives is one shard (and blocks spread over the whole actor pool)
-        blocks = [todo.iloc[i:i + cfg.shard_size].reset_index(drop=True) for i in range(0, len(todo), cfg.shard_size)]
-        resources: dict = {"num_cpus": cfg.ray_cpus_per_actor}
-        if cfg.ray_gpus_per_actor > 0:
-            resources["num_gpus"] = cfg.ray_gpus_per_actor
-        labelled = ray.data.from_pandas(blocks).map_batches(
-            TeacherLabeler, fn_constructor_kwargs={"teacher": teacher, "batch_size": cfg.batch_size, "bf16": cfg.bf16},
-            batch_size=cfg.shard_size, batch_format="pandas",
-            compute=ray.data.ActorPoolStrategy(size=cfg.ray_actors), **resources)
-        with step("teacher labelling (ray)", total=len(todo)) as advance:
-            for shard in labelled.iter_batches(batch_size=None, batch_format="pandas"):
-                if len(shard):
-                    _write_shard(out, shard)  # written by the driver as each batch arrives: a crash loses no shard
-                    advance(len(shard))
-    finally:
-        if started_here:
-            ray.shutdown()
+    from searchrel.ray_pool import map_shards
+
+    kwargs = {"teacher": teacher, "batch_size": cfg.batch_size, "bf16": cfg.bf16}
+    with step("teacher labelling (ray)", total=len(todo)) as advance:
+        for shard in map_shards(todo, TeacherLabeler, kwargs, cfg):
+            if len(shard):
+                _write_shard(out, shard)  # written by the driver as each batch arrives: a crash loses no shard
+                advance(len(shard))
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:

@@ -37,7 +37,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -242,60 +241,34 @@ def _driver_features(student_dir: Path, scfg) -> list:
 
 
 def _embed_ray(student_dir: str, texts: list[str], cfg: IndexConfig, scfg) -> tuple[np.ndarray, dict[str, object]]:
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise ImportError("the ray backend needs Ray Data: pip install 'searchrel[ray]'") from None
-    started_here = not ray.is_initialized()
-    if started_here:
-        init: dict = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        if cfg.ray_address:
-            init["address"] = cfg.ray_address
-        else:  # a local Ray sized to the actor pool, not to the whole machine
-            init["num_cpus"] = max(2, math.ceil(cfg.ray_actors * cfg.ray_cpus_per_actor))
-        ray.init(**init)
+    from searchrel.ray_pool import map_shards
+
     n = len(texts)
     emb = np.zeros((n, scfg.dim), np.float32)
     states: dict[str, np.ndarray] = {}
     driver = [f for f in _driver_features(Path(student_dir), scfg) if f.name in DRIVER_FEATURES]
-    try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
-        ctx.execution_options.preserve_order = False
-        # one input block per shard, each going whole to one actor as one batch; results are placed by "row"
-        frame = pd.DataFrame({"row": np.arange(n, dtype=np.int64), "text": texts})
-        blocks = [frame.iloc[i:i + cfg.shard_size].reset_index(drop=True) for i in range(0, n, cfg.shard_size)]
-        resources: dict = {"num_cpus": cfg.ray_cpus_per_actor}
-        if cfg.ray_gpus_per_actor > 0:
-            resources["num_gpus"] = cfg.ray_gpus_per_actor
-        embedded = ray.data.from_pandas(blocks).map_batches(
-            ItemEmbedder, fn_constructor_kwargs={"student": student_dir, "batch_size": cfg.batch_size,
-                                                 "bf16": cfg.bf16, "skip_features": sorted(DRIVER_FEATURES)},
-            batch_size=cfg.shard_size, batch_format="pandas",
-            compute=ray.data.ActorPoolStrategy(size=cfg.ray_actors), **resources)
-        seen = np.zeros(n, bool)
-        with step("embedding items (ray)", total=n) as advance:
-            for batch in embedded.iter_batches(batch_size=None, batch_format="numpy"):
-                rows = np.asarray(batch["row"], np.int64)
-                if not len(rows):
-                    continue
-                emb[rows] = np.asarray(batch["emb"], np.float32)
-                for key, value in batch.items():
-                    if key.startswith("feature__"):
-                        value = np.asarray(value)
-                        name = key[len("feature__"):]
-                        if name not in states:
-                            states[name] = np.zeros((n, *value.shape[1:]), value.dtype)
-                        states[name][rows] = value
-                seen[rows] = True
-                advance(len(rows))
-        if not seen.all():
-            raise RuntimeError(f"the ray backend returned {int(seen.sum()):,} of {n:,} items")
-    finally:
-        if started_here:
-            ray.shutdown()
+    # results are placed by "row": shards come back in any order
+    frame = pd.DataFrame({"row": np.arange(n, dtype=np.int64), "text": texts})
+    kwargs = {"student": student_dir, "batch_size": cfg.batch_size, "bf16": cfg.bf16,
+              "skip_features": sorted(DRIVER_FEATURES)}
+    seen = np.zeros(n, bool)
+    with step("embedding items (ray)", total=n) as advance:
+        for batch in map_shards(frame, ItemEmbedder, kwargs, cfg, batch_format="numpy"):
+            rows = np.asarray(batch["row"], np.int64)
+            if not len(rows):
+                continue
+            emb[rows] = np.asarray(batch["emb"], np.float32)
+            for key, value in batch.items():
+                if key.startswith("feature__"):
+                    value = np.asarray(value)
+                    name = key[len("feature__"):]
+                    if name not in states:
+                        states[name] = np.zeros((n, *value.shape[1:]), value.dtype)
+                    states[name][rows] = value
+            seen[rows] = True
+            advance(len(rows))
+    if not seen.all():
+        raise RuntimeError(f"the ray backend returned {int(seen.sum()):,} of {n:,} items")
     for f in driver:
         states[f.name] = f.item_side(texts)
     return emb, {f: states[f] for f in scfg.features}  # in the student's feature order
