@@ -97,3 +97,15 @@ def tiny_bert(tmp_path_factory):
     words = "red wooden table blue cotton dress love this mesa de madera roja rústica solid oak dining summer " \
             "photo of a woman in wooden image title description boards searches query passage".split()
     return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert", words)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A small synthetic world (120 items, 30 queries, with a log), saved and loaded back (so ``ds.path`` is set)."""
+    from searchrel.data.dataset import load_dataset
+    from searchrel.data.synth import SynthConfig, synthesize
+
+    ds = synthesize(SynthConfig(n_items=120, n_queries=30, n_users=40, n_judged_pairs=150, n_searches=300))
+    path = tmp_path_factory.mktemp("world") / "ds"
+    ds.save(path)
+    return load_dataset(path)

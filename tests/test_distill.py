@@ -12,22 +12,11 @@ import pandas as pd
 import pytest
 
 from searchrel.annotate.text import TextConfig, build_item_texts
-from searchrel.data.synth import SynthConfig, synthesize
 from searchrel.distill.config import LabelConfig, SampleConfig
 from searchrel.distill.label import label_pairs, read_labels
 from searchrel.distill.sample import read_pairs, sample_pairs, save_pairs
 
 HERE = Path(__file__).parent
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    ds = synthesize(SynthConfig(n_items=120, n_queries=30, n_users=40, n_judged_pairs=150, n_searches=300))
-    path = tmp_path_factory.mktemp("world") / "ds"
-    ds.save(path)
-    from searchrel.data.dataset import load_dataset
-
-    return load_dataset(path)
 
 
 def make_teacher(backbone, out: Path) -> Path:

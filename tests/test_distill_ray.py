@@ -9,23 +9,12 @@ import pytest
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")  # raised inside Ray Data
 
-from searchrel.data.synth import SynthConfig, synthesize  # noqa: E402
 from searchrel.distill.config import LabelConfig  # noqa: E402
 from searchrel.distill.label import label_pairs, read_labels  # noqa: E402
 from test_distill import make_teacher  # noqa: E402
 
 LOCAL = LabelConfig(backend="local", shard_size=16, bf16=False)
 RAY = LabelConfig(backend="ray", shard_size=16, bf16=False, ray_actors=1)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from searchrel.data.dataset import load_dataset
-
-    ds = synthesize(SynthConfig(n_items=120, n_queries=30, n_users=40, n_judged_pairs=150, n_searches=300))
-    path = tmp_path_factory.mktemp("world") / "ds"
-    ds.save(path)
-    return load_dataset(path)
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from searchrel.annotate.text import build_item_texts
-from searchrel.data.dataset import Dataset, load_dataset
-from searchrel.data.synth import SynthConfig, synthesize
+from searchrel.data.dataset import Dataset
 from searchrel.index import store
 from searchrel.index.store import build_index, load_index, refresh_index
 from searchrel.student.model import load_student, new_student
@@ -28,14 +27,6 @@ def fp32_zero_shot():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("searchrel.models.encode.cpu_has_bf16", lambda: False)
         yield
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    ds = synthesize(SynthConfig(n_items=120, n_queries=30, n_users=40, n_judged_pairs=150, n_searches=300))
-    path = tmp_path_factory.mktemp("world") / "ds"
-    ds.save(path)
-    return load_dataset(path)
 
 
 @pytest.fixture(scope="module")

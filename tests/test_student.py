@@ -10,8 +10,6 @@ from typer.testing import CliRunner
 from searchrel.annotate.text import TextConfig
 from searchrel.baselines.bm25 import BM25Scorer
 from searchrel.cli import app
-from searchrel.data.dataset import load_dataset
-from searchrel.data.synth import SynthConfig, synthesize
 from searchrel.student.config import StudentConfig, StudentTrainConfig
 from searchrel.student.features import TextMatch, make_feature
 from searchrel.student.model import load_student, new_student
@@ -19,14 +17,6 @@ from searchrel.student.predict import predict_dataset
 from searchrel.student.train import item_batches, train_student
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    ds = synthesize(SynthConfig(n_items=120, n_queries=30, n_users=40, n_judged_pairs=150, n_searches=300))
-    path = tmp_path_factory.mktemp("world") / "ds"
-    ds.save(path)
-    return load_dataset(path)
 
 
 def _cfg(bert, **kw) -> StudentTrainConfig:

@@ -25,21 +25,10 @@ def predict_pairs(student: Student, ds: Dataset, pairs: pd.DataFrame, bf16: bool
     return student.predict(queries, q_idx, items, i_idx)
 
 
-def prediction_frame(student: Student, probs: np.ndarray, pairs: pd.DataFrame) -> pd.DataFrame:
-    """``query_id, item_id, p_<grade>..., score, grade`` — the same columns a teacher's predictions have."""
-    from searchrel.teacher.model import decode_grades
-
-    scale = student.config.scale
-    out = pairs[["query_id", "item_id"]].reset_index(drop=True).copy()
-    for j, g in enumerate(scale.grades):
-        out[f"p_{g}"] = probs[:, j]
-    out["score"] = probs @ np.array(scale.grades, dtype=float)
-    out["grade"] = decode_grades(probs, scale, student.config.thresholds)
-    return out
-
-
 def predict_dataset(student: Student, ds: Dataset, split: str = "all", pairs: pd.DataFrame | None = None,
                     bf16: bool | None = None) -> pd.DataFrame:
     """Score a dataset's judged pairs of ``split`` (or the given ``query_id, item_id`` pairs)."""
     pairs = ds.pairs(split) if pairs is None else pairs
-    return prediction_frame(student, predict_pairs(student, ds, pairs, bf16=bf16), pairs)
+    from searchrel.teacher.predict import pair_frame  # the teacher's columns: it reads only .config.scale/.thresholds
+
+    return pair_frame(student, predict_pairs(student, ds, pairs, bf16=bf16), pairs)

@@ -46,8 +46,9 @@ def predict_probs(model: CrossEncoder, tokenizer, queries: Sequence[str], items:
     return out
 
 
-def pair_frame(model: CrossEncoder, probs: np.ndarray, pairs: pd.DataFrame) -> pd.DataFrame:
-    """``query_id, item_id, p_<grade>..., score`` (the expected grade, used for ranking) ``, grade``."""
+def pair_frame(model, probs: np.ndarray, pairs: pd.DataFrame) -> pd.DataFrame:
+    """``query_id, item_id, p_<grade>..., score`` (the expected grade, used for ranking) ``, grade``: for any model
+    with ``.config.scale`` and ``.config.thresholds`` (teachers and students alike)."""
     scale = model.config.scale
     out = pairs[["query_id", "item_id"]].reset_index(drop=True).copy()
     for j, g in enumerate(scale.grades):
