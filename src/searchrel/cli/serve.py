@@ -1,4 +1,6 @@
-"""CLI: ``serve`` — the re-ranking, related-items and home-feed service (FastAPI + uvicorn)."""
+"""CLI: ``serve`` — the re-ranking, related-items and home-feed service (FastAPI + uvicorn), and the relevance
+workbench page at ``/`` (BM25 / student / teacher over one candidate pool; ``--data`` and ``--teacher`` enable all
+three rankers, item fields and human labels)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ _D = {k: f.default for k, f in ServeConfig.model_fields.items()}
 def serve_cmd(
     index: Path = typer.Option(..., help="item index from `searchrel index build`"),
     student: Path = typer.Option(..., help="the student the index was built with"),
-    data: Path | None = typer.Option(None, help="dataset, for the workbench (item fields, human labels)"),
-    teacher: Path | None = typer.Option(None, help="teacher, for the workbench's teacher view"),
+    data: Path | None = typer.Option(None, "--data", metavar="DATASET",
+                                     help="dataset, for the workbench at /: item fields, human labels, BM25"),
+    teacher: Path | None = typer.Option(None, "--teacher", metavar="TEACHER_DIR",
+                                        help="teacher, for the workbench's teacher ranker (needs --data)"),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
     cache: str = typer.Option("memory", help="query-embedding cache: memory, off, or redis://host:6379/0"),
@@ -29,7 +33,8 @@ def serve_cmd(
     max_inflight: int = typer.Option(_D["max_inflight"], help="requests computing at once"),
     max_queue: int = typer.Option(_D["max_queue"], help="requests waiting beyond that; more get 503"),
 ) -> None:
-    """Serve POST /v1/rerank, GET /v1/items/{id}/related, POST /v1/homefeed, /healthz, /metrics (docs at /docs)."""
+    """Serve POST /v1/rerank, GET /v1/items/{id}/related, POST /v1/homefeed, /healthz, /metrics (docs at /docs),
+    and the relevance workbench at / (POST /v1/search, POST /v1/compare, GET /v1/items/{id}, GET /v1/workbench/info)."""
     import uvicorn
 
     from searchrel.serve.app import create_app
@@ -38,5 +43,7 @@ def serve_cmd(
                       cache_ttl_s=cache_ttl_s, onnx=onnx, int8=int8, max_candidates=max_candidates,
                       max_inflight=max_inflight, max_queue=max_queue)
     app = create_app(cfg)
-    console.print(f"serving {len(app.state.service.index):,} items on http://{host}:{port} (API docs: /docs)")
+    rankers = [r for r, a in app.state.workbench.availability().items() if a["available"]]
+    console.print(f"serving {len(app.state.service.index):,} items on http://{host}:{port} (API docs: /docs; "
+                  f"workbench: http://{host}:{port}/ with {', '.join(rankers)})")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,4 +1,6 @@
-"""The HTTP service (FastAPI): re-ranking, related items, home feed, health and Prometheus metrics.
+"""The HTTP service (FastAPI): re-ranking, related items, home feed, health, Prometheus metrics, and the relevance
+workbench (a page at ``/`` over ``/v1/search``, ``/v1/compare``, ``/v1/items/{id}`` and ``/v1/workbench/info``;
+its logic is ``searchrel.serve.workbench``).
 
 Bad input gets a 4xx that says what is wrong, never a 500: empty or oversized queries and payloads, too many
 candidates, unknown ids (reported per item in a re-rank; 404 where nothing else can be answered). Under overload
@@ -10,12 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
+from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Path as PathParam, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from searchrel.serve.service import ServeConfig, Service
+from searchrel.serve.workbench import RankerUnavailable, TeacherLoadError, Workbench
+
+STATIC = Path(__file__).parent / "static"
+Ranker = Literal["bm25", "student", "teacher"]
 
 
 class CandidateItem(BaseModel):
@@ -44,6 +53,25 @@ class HomefeedRequest(BaseModel):
     k: int = Field(20, ge=1)
 
 
+class SearchRequest(BaseModel):
+    query: str = Field(description="the query as typed, any language")
+    language: str | None = Field(None, max_length=16, description="the query's language: the cache key and which "
+                                 "judged query it may match")
+    ranker: Ranker = "student"
+    k: int = Field(20, ge=1, description="items returned, best first")
+    pool: int = Field(50, ge=1, description="candidates from each source: BM25 top-N and the student's ANN top-N")
+    include_judged: bool = Field(True, description="add a matching judged query's judged items to the pool")
+
+
+class CompareRequest(BaseModel):
+    query: str = Field(description="the query as typed, any language")
+    language: str | None = Field(None, max_length=16)
+    rankers: list[Ranker] = Field(min_length=2, max_length=2, description="the two rankers, left and right")
+    k: int = Field(20, ge=1)
+    pool: int = Field(50, ge=1)
+    include_judged: bool = True
+
+
 def _metrics():
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -66,9 +94,11 @@ def _metrics():
 def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
     """The FastAPI app over a loaded ``Service`` (loaded from ``cfg`` unless given)."""
     svc = service or Service(cfg)
+    bench = Workbench(svc, cfg.data, cfg.teacher)  # the page at / and its endpoints
     app = FastAPI(title="searchrel", version="1", description="Relevance re-ranking with a distilled bi-encoder "
                   "student; related items and home feed from the same item embeddings.")
     app.state.service = svc
+    app.state.workbench = bench
     registry, m = _metrics()
     gate = asyncio.Semaphore(cfg.max_inflight)
     admitted = {"n": 0}
@@ -104,14 +134,18 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
         m["latency"].labels(endpoint).observe(time.perf_counter() - started)
         return response
 
-    @app.post("/v1/rerank")
-    def rerank(req: RerankRequest) -> dict:
-        """Candidates ordered by expected grade, each with its grade probabilities."""
-        query = req.query.strip()
+    def checked_query(text: str) -> str:
+        query = text.strip()
         if not query:
             raise HTTPException(422, "query is empty")
         if len(query) > cfg.max_query_chars:
             raise HTTPException(413, f"query of {len(query)} characters is over the limit of {cfg.max_query_chars}")
+        return query
+
+    @app.post("/v1/rerank")
+    def rerank(req: RerankRequest) -> dict:
+        """Candidates ordered by expected grade, each with its grade probabilities."""
+        query = checked_query(req.query)
         n = len(req.item_ids) + len(req.items)
         if n == 0:
             raise HTTPException(422, "no candidates: give item_ids and/or items")
@@ -122,11 +156,70 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
         return svc.rerank(query, req.item_ids, [i.model_dump() for i in req.items], req.language, req.top_k)
 
     @app.get("/v1/items/{item_id}/related")
-    def related(item_id: str = PathParam(..., max_length=200), k: int = Query(10, ge=1)) -> dict:
+    def related(item_id: str = PathParam(..., max_length=200), k: int = Query(10, ge=1),
+                fields: bool = Query(False, description="add each item's text fields (needs --data)")) -> dict:
         """The items nearest to this one in the student's item-embedding space."""
         if item_id not in svc.index:
             raise HTTPException(404, f"item {item_id!r} is not in the index")
-        return {"item_id": item_id, "items": svc.related(item_id, min(k, cfg.max_k))}
+        items = svc.related(item_id, min(k, cfg.max_k))
+        if fields:
+            found = bench.fields([i["item_id"] for i in items])
+            items = [{**i, "fields": found[i["item_id"]]} for i in items]
+        return {"item_id": item_id, "items": items}
+
+    @app.get("/v1/items/{item_id}")
+    def item(item_id: str = PathParam(..., max_length=200)) -> dict:
+        """One item: its text fields (with --data), whether the index holds it, and its human judgments."""
+        found = bench.item(item_id)
+        if found is None:
+            raise HTTPException(404, f"item {item_id!r} is neither in the dataset nor in the index")
+        return found
+
+    def search_limits(query: str, k: int, pool: int, rankers: list[str]) -> str:
+        query = checked_query(query)
+        if k > cfg.max_k:
+            raise HTTPException(413, f"k of {k} is over the limit of {cfg.max_k}")
+        if pool > cfg.max_candidates:
+            raise HTTPException(413, f"pool of {pool} per source is over the limit of {cfg.max_candidates}")
+        for r in rankers:
+            try:
+                bench.check(r)
+            except RankerUnavailable as e:
+                raise HTTPException(409, str(e)) from None
+        return query
+
+    @app.post("/v1/search")
+    def search(req: SearchRequest) -> dict:
+        """The workbench's search: the query's candidate pool (BM25 top-N ∪ student ANN top-N ∪ judged items)
+        ordered by one ranker, with text fields, grade probabilities (models only) and human labels."""
+        query = search_limits(req.query, req.k, req.pool, [req.ranker])
+        try:
+            return bench.search(query, req.language or None, req.ranker, req.k, req.pool, req.include_judged)
+        except TeacherLoadError as e:
+            raise HTTPException(503, str(e)) from None
+
+    @app.post("/v1/compare")
+    def compare(req: CompareRequest) -> dict:
+        """Two rankers over the same pool; each item carries its rank in the other ranking (``other_rank``),
+        ``move`` (places higher here than there) and ``new`` (not in the other's top k)."""
+        if req.rankers[0] == req.rankers[1]:
+            raise HTTPException(422, f"compare needs two different rankers, got {req.rankers[0]!r} twice")
+        query = search_limits(req.query, req.k, req.pool, req.rankers)
+        try:
+            return bench.compare(query, req.language or None, req.rankers, req.k, req.pool, req.include_judged)
+        except TeacherLoadError as e:
+            raise HTTPException(503, str(e)) from None
+
+    @app.get("/v1/workbench/info")
+    def workbench_info() -> dict:
+        """What the workbench can do here: rankers (and why one is not available), dataset, languages, examples."""
+        return bench.info()
+
+    @app.get("/", include_in_schema=False)
+    def workbench_page() -> FileResponse:
+        return FileResponse(STATIC / "workbench.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.post("/v1/homefeed")
     def homefeed(req: HomefeedRequest) -> dict:

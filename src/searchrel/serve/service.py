@@ -3,7 +3,9 @@
 Item sides (tower vectors and feature state) come from the offline index; the query side — the student's query
 tower (ONNX Runtime by default) and, when the student uses it, the zero-shot model's query vector — comes from a
 cache keyed by normalised query text and language, computed on a miss. Candidates the index lacks can be sent
-with their text: their item side is computed in the request.
+with their text: their item side is computed in the request. The relevance workbench (``searchrel.serve.workbench``,
+enabled further by ``ServeConfig.data`` and ``.teacher``) builds on this: its pools come from ``query_side`` and the
+index, and its student ranking is ``rerank``.
 """
 
 from __future__ import annotations
