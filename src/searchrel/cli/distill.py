@@ -58,13 +58,15 @@ def label_cmd(
     ray_gpus_per_actor: float = typer.Option(_L["ray_gpus_per_actor"]),
     shard_size: int = typer.Option(_L["shard_size"], help="pairs per shard (the unit of work and of recovery)"),
     batch_size: int = typer.Option(_L["batch_size"], help="pairs per forward pass"),
+    device: str = typer.Option(_L["device"], help="where each labeller runs: auto (a CUDA GPU when it sees one), "
+                                                  "cpu, cuda, cuda:N"),
 ) -> None:
     """Label every pair with the teacher's grade distribution (crash-safe: rerun to resume)."""
     from searchrel.distill.label import label_pairs, read_labels
 
     cfg = LabelConfig(backend=backend, ray_address=ray_address, ray_actors=ray_actors,
                       ray_cpus_per_actor=ray_cpus_per_actor, ray_gpus_per_actor=ray_gpus_per_actor,
-                      shard_size=shard_size, batch_size=batch_size)
+                      shard_size=shard_size, batch_size=batch_size, device=device)
     done = label_pairs(teacher, pairs, out, cfg, dataset=dataset)
     console.print(f"{len(read_labels(done)):,} pairs labelled -> {done}")
 

@@ -40,6 +40,7 @@ def train_cmd(
     zero_shot_feature: bool = typer.Option(_T["zero_shot_feature"], help="give the head the frozen backbone's query-item cosine"),
     lora: int | None = typer.Option(None, help="train LoRA adapters of this rank instead of the whole backbone (peft)"),
     fp32: bool = typer.Option(False, help="no bf16 autocast"),
+    device: str = typer.Option(_R["device"], help="auto (a CUDA GPU when there is one), cpu, cuda, cuda:N"),
     seed: int = typer.Option(_R["seed"]),
     resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
 ) -> None:
@@ -54,7 +55,7 @@ def train_cmd(
                             lora=LoraOptions(r=lora, alpha=2 * lora) if lora else None)
     cfg = TrainConfig(teacher=teacher, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size,
                       max_minutes=max_minutes, select_metric=select_metric, label_smoothing=label_smoothing,
-                      soft_targets=soft_targets, seed=seed, bf16=False if fp32 else None,
+                      soft_targets=soft_targets, seed=seed, bf16=False if fp32 else None, device=device,
                       train_languages=train_languages.split(",") if train_languages else None)
     path = train(ds, out, cfg, resume=resume)
     console.print(f"teacher -> {path}  (evaluate: searchrel eval --model {path} --data {dataset})")

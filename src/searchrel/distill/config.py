@@ -40,4 +40,5 @@ class LabelConfig(BaseModel):
     ray_actors: int = 1  # model replicas in the Ray actor pool
     ray_cpus_per_actor: float = 1.0
     ray_gpus_per_actor: float = 0.0
-    bf16: bool | None = None  # None: where the CPU has native bf16
+    bf16: bool | None = None  # None: where the device has native bf16
+    device: str = "auto"  # where each labeller runs: auto (a CUDA GPU when it sees one, else the CPU), cpu, cuda:N

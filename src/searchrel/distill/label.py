@@ -68,22 +68,24 @@ class TeacherLabeler:
     """Callable on a batch of ``pair_idx, query_id, item_id, query, item_text`` -> the same keys + ``p_<grade>``.
     One instance holds one model: the local backend makes one, each Ray actor makes its own."""
 
-    def __init__(self, teacher: str, batch_size: int = 64, bf16: bool | None = None):
+    def __init__(self, teacher: str, batch_size: int = 64, bf16: bool | None = None, device: str = "auto"):
         import torch
 
-        from searchrel.models.encode import default_threads
+        from searchrel.models.device import resolve_device
+        from searchrel.models.encode import Encoder, cpu_has_bf16, default_threads
         from searchrel.teacher.model import load_teacher
 
-        from searchrel.models.encode import Encoder, cpu_has_bf16
-
         torch.set_num_threads(default_threads())
-        self.model, self.tokenizer = load_teacher(teacher)
+        self.device = resolve_device(device)
+        self.model, self.tokenizer = load_teacher(teacher, self.device)
         self.batch_size, self.bf16 = batch_size, bf16
         self.columns = [f"p_{g}" for g in self.model.config.scale.grades]
         cfg = self.model.config
-        # the shared fast path (bf16 TorchScript, shape buckets) for encoder teachers on bf16 CPUs; others run eager
+        # the shared fast path (bf16 TorchScript, shape buckets) for encoder teachers on bf16 CPUs; others, and GPUs,
+        # run eager under autocast
         self.fast = None
-        if (bf16 if bf16 is not None else cpu_has_bf16()) and not cfg.is_decoder and self.model.n_features == 0:
+        if (self.device.type == "cpu" and (bf16 if bf16 is not None else cpu_has_bf16()) and not cfg.is_decoder
+                and self.model.n_features == 0):
             self.fast = Encoder.for_module(self.model.backbone, self.tokenizer.pad_token_id,
                                            pooling=self.model.pooling, precision="bf16")
 
@@ -181,7 +183,7 @@ def _check_or_start(out: Path, manifest: dict) -> None:
 
 
 def _run_local(teacher: str, todo: pd.DataFrame, out: Path, cfg: LabelConfig) -> None:
-    labeler = TeacherLabeler(teacher, cfg.batch_size, cfg.bf16)
+    labeler = TeacherLabeler(teacher, cfg.batch_size, cfg.bf16, cfg.device)
     with step("teacher labelling", total=len(todo)) as advance:
         for start in range(0, len(todo), cfg.shard_size):
             shard = labeler(todo.iloc[start:start + cfg.shard_size])
@@ -192,7 +194,7 @@ def _run_local(teacher: str, todo: pd.DataFrame, out: Path, cfg: LabelConfig) ->
 def _run_ray(teacher: str, todo: pd.DataFrame, out: Path, cfg: LabelConfig) -> None:
     from searchrel.ray_pool import map_shards
 
-    kwargs = {"teacher": teacher, "batch_size": cfg.batch_size, "bf16": cfg.bf16}
+    kwargs = {"teacher": teacher, "batch_size": cfg.batch_size, "bf16": cfg.bf16, "device": cfg.device}
     with step("teacher labelling (ray)", total=len(todo)) as advance:
         for shard in map_shards(todo, TeacherLabeler, kwargs, cfg):
             if len(shard):

@@ -16,10 +16,10 @@ class Scorer(Protocol):
 
 
 class TeacherScorer:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, device: str = "auto"):
         from searchrel.teacher.model import load_teacher
 
-        self.model, self.tokenizer = load_teacher(path)
+        self.model, self.tokenizer = load_teacher(path, device)
 
     def predict(self, ds: Dataset, split: str = "all", pairs: pd.DataFrame | None = None) -> pd.DataFrame:
         from searchrel.teacher.predict import predict_dataset

@@ -60,5 +60,6 @@ class TrainConfig(BaseModel):
     select_metric: Literal["ndcg@8", "qwk"] = "ndcg@8"
     train_languages: list[str] | None = None  # e.g. ["en"]: train on these query languages only
     fit_thresholds: bool = True  # cut points on the expected grade that maximise valid QWK
-    bf16: bool | None = None  # None: on where the CPU has native bf16
+    bf16: bool | None = None  # None: on where the device has native bf16
+    device: str = "auto"  # auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N
     seed: int = 0

@@ -164,8 +164,8 @@ def _with_lora(backbone, opts: LoraOptions):
                                                target_modules=opts.target_modules))
 
 
-def load_teacher(path: str | Path) -> tuple[CrossEncoder, object]:
-    """Load a saved teacher (and its tokenizer) for prediction."""
+def load_teacher(path: str | Path, device: str = "cpu") -> tuple[CrossEncoder, object]:
+    """Load a saved teacher (and its tokenizer) for prediction, on ``device`` (auto, cpu, cuda, cuda:N)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     path = Path(path)
@@ -181,7 +181,9 @@ def load_teacher(path: str | Path) -> tuple[CrossEncoder, object]:
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
     model.eval()
-    return model, AutoTokenizer.from_pretrained(path / "backbone")
+    from searchrel.models.device import resolve_device
+
+    return model.to(resolve_device(device)), AutoTokenizer.from_pretrained(path / "backbone")
 
 
 def _is_tied(name: str, backbone) -> bool:

@@ -1,4 +1,5 @@
-"""Teacher inference: grade probabilities for (query, item) pairs, batched by length, bf16 on capable CPUs."""
+"""Teacher inference: grade probabilities for (query, item) pairs, batched by length, on the model's device (bf16
+where native: capable CPUs, Ampere+ GPUs)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,10 @@ import torch
 
 from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset
-from searchrel.models.encode import cpu_has_bf16
+from searchrel.models.device import autocast, bf16_native
 from searchrel.progress import track
 from searchrel.teacher.model import CrossEncoder, decode_grades
 from searchrel.teacher.pairs import collate, encode_pairs, length_batches
-
-
-def autocast(enabled: bool):
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
 
 @torch.inference_mode()
@@ -29,7 +26,8 @@ def predict_probs(model: CrossEncoder, tokenizer, queries: Sequence[str], items:
     from searchrel.teacher.features import pair_features
 
     cfg = model.config
-    bf16 = cpu_has_bf16() if bf16 is None else bf16
+    device = next(model.parameters()).device
+    bf16 = bf16_native(device) if bf16 is None else bf16
     if features is None:
         features = pair_features(cfg, queries, items)
     ids = encode_pairs(tokenizer, queries, items, cfg.max_length, cfg.is_decoder, cfg.query_prefix, cfg.passage_prefix)
@@ -39,10 +37,10 @@ def predict_probs(model: CrossEncoder, tokenizer, queries: Sequence[str], items:
     it = track(batches, progress) if progress else batches
     for b in it:
         input_ids, mask = collate([ids[i] for i in b], tokenizer.pad_token_id)
-        feats = None if features is None else torch.from_numpy(features[b])
-        with autocast(bf16):
-            logits = model(input_ids, mask, feats)
-        out[b] = torch.softmax(logits.float(), -1).numpy()
+        feats = None if features is None else torch.from_numpy(features[b]).to(device)
+        with autocast(bf16, device):
+            logits = model(input_ids.to(device), mask.to(device), feats)
+        out[b] = torch.softmax(logits.float(), -1).cpu().numpy()
     return out
 
 

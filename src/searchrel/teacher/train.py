@@ -32,8 +32,8 @@ from searchrel.teacher.features import pair_features
 from searchrel.teacher.config import TrainConfig
 from searchrel.teacher.model import CrossEncoder, new_teacher
 from searchrel.teacher.pairs import collate, encode_pairs, length_batches
-from searchrel.models.encode import cpu_has_bf16
-from searchrel.teacher.predict import autocast, pair_frame, predict_probs
+from searchrel.models.device import autocast, bf16_native, resolve_device
+from searchrel.teacher.predict import pair_frame, predict_probs
 from searchrel.teacher.thresholds import fit_thresholds
 
 
@@ -80,8 +80,9 @@ def _save_checkpoint(run: Path, model: CrossEncoder, opt, sched, prog: _Progress
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file(model.trainable_state(), str(tmp / "weights.safetensors"))
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+               tmp / "optimizer.pt")
     (tmp / "progress.json").write_text(prog.model_dump_json())
     final = run / "checkpoint"
     old = run / "checkpoint.old"
@@ -98,10 +99,12 @@ def _load_checkpoint(run: Path, model: CrossEncoder, opt, sched) -> _Progress | 
     if not (ckpt / "progress.json").exists():
         return None
     model.load_state_dict(load_file(str(ckpt / "weights.safetensors")), strict=False)
-    state = torch.load(ckpt / "optimizer.pt", weights_only=False)
-    opt.load_state_dict(state["optimizer"])
+    state = torch.load(ckpt / "optimizer.pt", weights_only=False, map_location="cpu")
+    opt.load_state_dict(state["optimizer"])  # moves the moments to the parameters' device
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
     return _Progress.model_validate_json((ckpt / "progress.json").read_text())
 
 
@@ -137,10 +140,14 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
         if saved.model_dump(exclude={"max_minutes"}) != cfg.model_dump(exclude={"max_minutes"}):
             raise ValueError(f"{run} was started with another configuration; resume it with the same options")
     torch.set_num_threads(os.cpu_count() or 1)
-    bf16 = cpu_has_bf16() if cfg.bf16 is None else cfg.bf16
+    device = resolve_device(cfg.device)
+    bf16 = bf16_native(device) if cfg.bf16 is None else cfg.bf16
     cfg = cfg.model_copy(update={"teacher": cfg.teacher.model_copy(update={"scale": ds.info.scale})})
 
     model, tokenizer = new_teacher(cfg.teacher, cfg.seed)
+    model.to(device)
+    if device.type != "cpu":
+        console.print(f"training on {device} ({torch.cuda.get_device_name(device)}), bf16 {bf16}")
     tcfg = model.config
     texts = build_item_texts(ds.items, tcfg.text)
     train_pairs = _training_pairs(ds, cfg, "train")
@@ -190,10 +197,10 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
             while prog.batch < len(batches):
                 b = batches[prog.batch]
                 input_ids, mask = collate([ids[i] for i in b], tokenizer.pad_token_id)
-                feats = None if features is None else torch.from_numpy(features[b])
-                with autocast(bf16):
-                    logits = model(input_ids, mask, feats)
-                loss = torch.sum(-targets[b] * torch.log_softmax(logits.float(), -1), -1).mean()
+                feats = None if features is None else torch.from_numpy(features[b]).to(device)
+                with autocast(bf16, device):
+                    logits = model(input_ids.to(device), mask.to(device), feats)
+                loss = torch.sum(-targets[b].to(device) * torch.log_softmax(logits.float(), -1), -1).mean()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
                 opt.step()
