@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/searchrel demo --out $(DEMO)
+	$(BIN)/searchrel run demo --out $(DEMO)
 
 test: install
 	$(BIN)/pytest -q -m "not slow"

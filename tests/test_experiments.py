@@ -54,16 +54,3 @@ def test_ablate_grows_fields_and_skips_missing_ones(world, tiny_bert, tmp_path):
     fields = json.loads((tmp_path / "abl" / "step3" / "teacher.json").read_text())["text"]["fields"]
     assert fields == ["image_caption", "title", "description", "engaged_queries"]
     assert (tmp_path / "abl" / "ablation-curve.png").exists()
-
-
-def test_demo_runs_end_to_end_on_a_small_world(tiny_bert, tmp_path):
-    from searchrel.demo import run_demo
-
-    small = SynthConfig(n_items=150, n_queries=40, n_users=60, n_judged_pairs=300, n_searches=800)
-    results = run_demo(tmp_path / "demo", small, teacher_backbone=str(tiny_bert), teacher_minutes=0.05)
-    names = list(results)
-    assert names[:3] == ["bm25[title,description]", "bm25[+image_caption]", "bm25[+boards,+queries]"]
-    assert names[3] == f"zero-shot {tiny_bert}" and names[4].startswith(f"teacher {tiny_bert}")
-    assert results[names[4]].overall["qwk"] is not None
-    assert "| teacher" in (tmp_path / "demo" / "results.md").read_text()
-    assert json.loads((tmp_path / "demo" / "run.json").read_text())["timings_s"]["teacher"] > 0

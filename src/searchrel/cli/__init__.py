@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from searchrel.cli import data, evaluation, experiments
+from searchrel.cli import data, evaluation, experiments, pipeline, report
 from searchrel.cli.distill import distill_app
 from searchrel.cli.imports import import_app
 from searchrel.cli.index import index_app
@@ -30,23 +30,5 @@ app.command("serve")(serve_cmd)
 app.add_typer(models_app, name="models")
 app.command("compare")(experiments.compare_cmd)
 app.command("ablate")(experiments.ablate_cmd)
-
-
-@app.command("demo")
-def demo_cmd(out: str = typer.Option("runs/demo", help="run directory"),
-             teacher_minutes: float | None = typer.Option(None, help="teacher training budget in minutes "
-                                                          "(default: the demo's; 0: baselines only)")) -> None:
-    """The main job on built-in synthetic data, end to end; prints where the results are."""
-    from pathlib import Path
-
-    from searchrel.demo import TEACHER_MINUTES, run_demo
-    from searchrel.eval.tables import rich_table
-
-    from searchrel.cli.common import console
-
-    minutes = TEACHER_MINUTES if teacher_minutes is None else teacher_minutes
-    results = run_demo(Path(out), teacher_minutes=minutes or None)
-    console.print(rich_table(results, title="demo: synthetic world, test split", breakdown=False))
-    last = list(results)[-1]
-    console.print(rich_table({last: results[last]}, title=f"{last} per language and country"))
-    console.print(f"results: {Path(out) / 'results.md'} (tables), {out}/metrics-*.json, dataset in {out}/dataset")
+app.command("run")(pipeline.run_cmd)
+app.command("report")(report.report_cmd)

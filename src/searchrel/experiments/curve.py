@@ -81,10 +81,18 @@ def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, 
                      f"training pairs, {rec['steps']} steps in {rec['elapsed_s'] / 60:.1f} min")
         results[f"student: {label}"] = evaluate(ds, load_scorer(run).predict(ds, cfg.split), ev)
         steps.append(label)
-    results["teacher"] = evaluate(ds, load_scorer(teacher).predict(ds, cfg.split), ev)
-    write_outputs(out, "curve", results, f"{ds.info.name}: amplification curve ({cfg.split} split)", notes)
-    teacher_value = results["teacher"].overall.get(cfg.metric)
-    line_chart(steps, {"student": [results[f"student: {s}"].overall.get(cfg.metric) for s in steps],
-                       "teacher": [teacher_value] * len(steps)},
-               out / "curve-line.png", f"{ds.info.name}: student {cfg.metric} vs distilled data", cfg.metric)
+    teacher_result = evaluate(ds, load_scorer(teacher).predict(ds, cfg.split), ev)
+    students = {f"student: {s}": results[f"student: {s}"] for s in steps}
+    return write_curve(out, students, steps, teacher_result, f"{ds.info.name}: amplification curve ({cfg.split} split)",
+                       notes, cfg.metric)
+
+
+def write_curve(out: Path, students: dict[str, EvalResult], steps: list[str], teacher: EvalResult, title: str,
+                notes: list[str] | None = None, metric: str = "ndcg@8") -> dict[str, EvalResult]:
+    """curve.md/.json/.png (students in step order, then the teacher) and curve-line.png: metric vs distilled data."""
+    results = students | {"teacher": teacher}
+    write_outputs(out, "curve", results, title, notes)
+    values = [r.overall.get(metric) for r in students.values()]
+    line_chart(steps, {"student": values, "teacher": [teacher.overall.get(metric)] * len(steps)},
+               out / "curve-line.png", f"{title.split(':')[0]}: student {metric} vs distilled data", metric)
     return results

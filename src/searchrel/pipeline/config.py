@@ -1,0 +1,181 @@
+"""The pipeline's configuration, declared once: one typed section per stage, read from a TOML file.
+
+Every section reuses the stage's own config class (``TrainConfig``, ``SampleConfig``, ``StudentConfig``, ...), so
+a TOML key means exactly what the matching CLI option means. Unknown keys are errors (a typo must not silently
+fall back to a default), and ``--set section.key=value`` overrides any key from the command line.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from searchrel.annotate.logs import AnnotateConfig
+from searchrel.annotate.text import TextConfig
+from searchrel.data.synth import SynthConfig
+from searchrel.distill.config import LabelConfig, SampleConfig
+from searchrel.eval.evaluate import EvalConfig
+from searchrel.index.store import IndexConfig
+from searchrel.student.config import StudentConfig, StudentTrainConfig
+from searchrel.teacher.config import TeacherConfig, TrainConfig
+
+BUILT_IN = ("demo", "crowdflower")  # configs shipped in searchrel/pipeline/configs/
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSection(Section):
+    """Where the dataset comes from: the built-in synthetic world, a CrowdFlower CSV, or a searchrel dataset."""
+
+    source: Literal["synthetic", "crowdflower", "dataset"] = "synthetic"
+    path: Path | None = None  # crowdflower: the CSV; dataset: a dataset directory (searchrel import ... writes one)
+    translations: Path | None = None  # crowdflower: JSONL of each query's translations
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    annotate: AnnotateConfig | None = Field(default_factory=AnnotateConfig)  # None: keep item fields as given
+
+    @model_validator(mode="after")
+    def _path_given(self) -> "DataSection":
+        if self.source != "synthetic" and self.path is None:
+            raise ValueError(f"data.source = {self.source!r} needs data.path "
+                             f"(e.g. --set data.path=/path/to/{'dev.csv' if self.source == 'crowdflower' else 'dataset'})")
+        return self
+
+
+class BaselinesSection(Section):
+    bm25: bool = True
+    zero_shot: str | None = "me5-small"  # an embedding backbone (registry name, local path or hub id); None: off
+
+
+class TeacherSection(Section):
+    model: TeacherConfig = Field(default_factory=TeacherConfig)  # its item text comes from [text]
+    train: TrainConfig = Field(default_factory=TrainConfig)  # its `teacher` is replaced by [teacher.model]
+
+
+class AblationSection(Section):
+    """The feature ablation (searchrel ablate): BM25 and, with a budget, a teacher per growing field set."""
+
+    enabled: bool = False
+    teacher_minutes: float = Field(0.0, ge=0)  # training budget of each step's teacher; 0: BM25 only
+
+
+class DistillSection(Section):
+    amplifications: list[float] = Field(default_factory=lambda: [1.0])  # one student per factor; the largest serves
+    human_only: bool = True  # also train a student on the human labels alone (the curve's first point)
+    sample: SampleConfig = Field(default_factory=SampleConfig)  # its amplification is the largest factor
+    label: LabelConfig = Field(default_factory=LabelConfig)
+
+    @model_validator(mode="after")
+    def _factors(self) -> "DistillSection":
+        if not self.amplifications or min(self.amplifications) <= 0:
+            raise ValueError("distill.amplifications must be positive factors, e.g. [1, 10]")
+        self.amplifications = sorted(set(self.amplifications))
+        return self
+
+
+class StudentSection(Section):
+    model: StudentConfig = Field(default_factory=StudentConfig)  # its item text comes from [text]
+    train: StudentTrainConfig = Field(default_factory=StudentTrainConfig)  # its `student` is [student.model]
+
+
+class LatencySection(Section):
+    """The re-ranking service timed in process on the built index: query encoding and scoring per request."""
+
+    enabled: bool = True
+    candidates: list[int] = Field(default_factory=lambda: [100, 400])
+    queries: int = Field(50, ge=1)  # distinct queries per setting (each timed cold, then warm)
+    onnx: bool = True
+
+
+class ReportSection(Section):
+    enabled: bool = True
+
+
+class PipelineConfig(Section):
+    """A whole experiment: ``searchrel run CONFIG`` executes it stage by stage into one run directory."""
+
+    name: str = "run"
+    data: DataSection = Field(default_factory=DataSection)
+    text: TextConfig = Field(default_factory=TextConfig)  # the item text every model reads (fields, budgets)
+    baselines: BaselinesSection = Field(default_factory=BaselinesSection)
+    teacher: TeacherSection = Field(default_factory=TeacherSection)
+    ablation: AblationSection = Field(default_factory=AblationSection)
+    distill: DistillSection = Field(default_factory=DistillSection)
+    student: StudentSection = Field(default_factory=StudentSection)
+    index: IndexConfig = Field(default_factory=IndexConfig)
+    evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    latency: LatencySection = Field(default_factory=LatencySection)
+    report: ReportSection = Field(default_factory=ReportSection)
+
+    def train_config(self) -> TrainConfig:
+        """The teacher's TrainConfig, its model and item text filled in from their sections."""
+        model = self.teacher.model.model_copy(update={"text": self.text})
+        return self.teacher.train.model_copy(update={"teacher": model})
+
+    def student_train_config(self) -> StudentTrainConfig:
+        model = self.student.model.model_copy(update={"text": self.text})
+        return self.student.train.model_copy(update={"student": model})
+
+
+def _check_keys(model: type[BaseModel], data: Any, where: str = "") -> None:
+    """Refuse keys no field has, at any depth (the reused stage configs would otherwise ignore them)."""
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    for key, value in data.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ValueError(f"unknown config key {where}{key!r} (known here: {known})")
+        annotation = fields[key].annotation
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                _check_keys(candidate, value, f"{where}{key}.")
+                break
+
+
+def _set(data: dict, dotted: str, raw: str) -> None:
+    """Apply one ``section.key=value`` override; the value is read as TOML (numbers, booleans, lists), else text."""
+    keys = dotted.split(".")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    node = data
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"--set {dotted}: {k} is not a section")
+    node[keys[-1]] = value
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """A TOML file, or the name of a built-in config (``demo``, ``crowdflower``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if str(name_or_path) in BUILT_IN:
+        return Path(str(resources.files("searchrel.pipeline") / "configs" / f"{name_or_path}.toml"))
+    raise FileNotFoundError(f"{name_or_path}: no such config file (built-in configs: {', '.join(BUILT_IN)})")
+
+
+def load_config(name_or_path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    """Read a pipeline config, apply ``key=value`` overrides, validate every section."""
+    path = config_path(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: not valid TOML: {e}") from None
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected section.key=value")
+        key, raw = item.split("=", 1)
+        _set(data, key.strip(), raw.strip())
+    _check_keys(PipelineConfig, data)
+    # relative data paths are relative to the directory the command runs in (not to the config file): a shipped
+    # config takes its data path from --set
+    return PipelineConfig.model_validate(data)

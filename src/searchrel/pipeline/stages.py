@@ -1,0 +1,352 @@
+"""The pipeline's stages, built from a PipelineConfig: data → baselines → teacher → ablation → sample → label →
+students → index → evaluate → latency → report. Each is a thin call into the library function that does the
+work (the same one the matching CLI command calls); this module only says where artefacts go and which
+parameters each stage depends on.
+
+Run directory::
+
+    dataset/                  the dataset every stage reads (imported or synthesized, annotated, split)
+    baselines/                predictions-<system>.parquet + metrics-<system>.json on the evaluation split
+    teacher/                  the trained teacher (+ its predictions and metrics on the evaluation split)
+    ablation/                 ablation.md/.json/.png, per step a teacher when it has a budget
+    distill/pairs.parquet     sampled (query, candidate) pairs; distill/labels/ the teacher's soft labels
+    students/<human|xN>/      one student per amplification factor (the largest is the one served)
+    index/                    the item index of the served student
+    eval/                     systems.json, comparison.md/.json/.png; curve/ the amplification curve
+    latency/latency.json      the re-ranking service timed in process
+    report/                   report.html (self-contained) and report.md
+    stages/<stage>.json       each stage's record; run.json the run's summary
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from searchrel.pipeline.config import PipelineConfig
+from searchrel.pipeline.runner import Stage
+from searchrel.progress import console
+
+def _dump(model) -> dict:
+    return json.loads(model.model_dump_json())
+
+
+def files_sha256(path: Path) -> str:
+    """Content hash of a file, or of every file under a directory (names and bytes)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    for f in files:
+        h.update(str(f.relative_to(path) if f != path else f.name).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def factor_name(a: float) -> str:
+    return f"x{a:g}"
+
+
+class Run:
+    """One pipeline run: its config, its directory and the dataset, loaded once and shared by the stages."""
+
+    def __init__(self, cfg: PipelineConfig, out: Path):
+        self.cfg, self.out = cfg, Path(out)
+        self._ds = None
+
+    # -- shared state ---------------------------------------------------------------------------------
+    def dataset(self):
+        if self._ds is None:
+            from searchrel.data.dataset import load_dataset
+
+            self._ds = load_dataset(self.out / "dataset")
+        return self._ds
+
+    @property
+    def split(self) -> str:
+        return self.cfg.evaluate.split
+
+    def served_student(self) -> Path:
+        return self.out / "students" / factor_name(self.cfg.distill.amplifications[-1])
+
+    def _evaluate(self, preds, name: str, where: Path) -> dict:
+        """Write ``predictions-<name>.parquet`` and ``metrics-<name>.json`` into ``where``; return the overall metrics."""
+        from searchrel.eval.evaluate import evaluate
+
+        where.mkdir(parents=True, exist_ok=True)
+        preds.to_parquet(where / f"predictions-{name}.parquet", index=False)
+        result = evaluate(self.dataset(), preds, self.cfg.evaluate)
+        result.save(where / f"metrics-{name}.json")
+        return {k: v for k, v in result.overall.items() if v is not None}
+
+    # -- stages ---------------------------------------------------------------------------------------
+    def data(self) -> dict:
+        from searchrel.annotate.logs import annotate
+
+        d = self.cfg.data
+        if d.source == "synthetic":
+            from searchrel.data.synth import synthesize
+
+            ds = synthesize(d.synth)
+        elif d.source == "crowdflower":
+            from searchrel.data.importers import import_crowdflower
+
+            ds, _ = import_crowdflower(d.path, translations=d.translations)
+        else:
+            from searchrel.data.dataset import load_dataset
+
+            ds = load_dataset(d.path)
+        annotated = d.annotate is not None and ds.search_log is not None and len(ds.search_log) > 0
+        if annotated:
+            ds, _ = annotate(ds, d.annotate)
+        self.cfg.text.check(ds.text_fields)
+        ds.save(self.out / "dataset")
+        self._ds = None
+        ds = self.dataset()
+        split = ds.split_of()
+        return {"items": len(ds.items), "queries": len(ds.queries), "judgments": len(ds.judgments),
+                "log_events": 0 if ds.search_log is None else len(ds.search_log), "annotated": annotated,
+                "languages": sorted(ds.queries["language"].unique().tolist()),
+                "queries_per_split": {s: int(n) for s, n in ds.queries["query_id"].map(split).value_counts().items()}}
+
+    def baselines(self) -> dict:
+        from searchrel.baselines.bm25 import bm25_predictions
+        from searchrel.baselines.embed import embed_predictions
+
+        ds, where, metrics = self.dataset(), self.out / "baselines", {}
+        if self.cfg.baselines.bm25:
+            metrics["bm25"] = self._evaluate(bm25_predictions(ds, self.cfg.text, self.split), "bm25", where)
+        if self.cfg.baselines.zero_shot:
+            preds = embed_predictions(ds, self.cfg.text, self.split, model=self.cfg.baselines.zero_shot)
+            metrics["zero-shot"] = self._evaluate(preds, "zero-shot", where)
+        return metrics
+
+    def teacher(self) -> dict:
+        from searchrel.eval.scorers import load_scorer
+        from searchrel.teacher.model import CONFIG_FILE
+        from searchrel.teacher.train import train
+
+        run = self.out / "teacher"
+        if not (run / CONFIG_FILE).exists():
+            train(self.dataset(), run, self.cfg.train_config(), resume=run.exists())
+        rec = json.loads((run / "train.json").read_text())
+        metrics = self._evaluate(load_scorer(run).predict(self.dataset(), self.split), "teacher", run)
+        return metrics | {"steps": rec.get("steps"), "train_minutes": round(rec.get("elapsed_s", 0) / 60, 2),
+                          "tokens_per_s": rec.get("tokens_per_s")}
+
+    def ablation(self) -> dict:
+        from searchrel.experiments.ablate import AblateConfig, ablate
+
+        a = self.cfg.ablation
+        train = self.cfg.train_config().model_copy(update={"max_minutes": a.teacher_minutes or None})
+        steps, results, _ = ablate(self.dataset(), self.out / "ablation",
+                                   AblateConfig(train=train, split=self.split, teacher=a.teacher_minutes > 0))
+        return {name: r.overall.get("ndcg@8") for name, r in results.items()}
+
+    def sample(self) -> dict:
+        from searchrel.distill.sample import sample_pairs, save_pairs
+
+        cfg = self.cfg.distill.sample.model_copy(update={"amplification": self.cfg.distill.amplifications[-1]})
+        path = self.out / "distill" / "pairs.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pairs = sample_pairs(self.dataset(), cfg, self.cfg.text)
+        save_pairs(pairs, path, self.dataset(), cfg)
+        return {"pairs": len(pairs), "queries": int(pairs["query_id"].nunique()),
+                "items": int(pairs["item_id"].nunique())}
+
+    def label(self) -> dict:
+        from searchrel.distill.label import MANIFEST, label_pairs
+
+        out = label_pairs(self.out / "teacher", self.out / "distill" / "pairs.parquet", self.out / "distill" / "labels",
+                          self.cfg.distill.label, dataset=self.dataset())
+        m = json.loads((out / MANIFEST).read_text())
+        return {"pairs": m["n_pairs"], "pairs_per_s": m.get("pairs_per_s"), "backend": m.get("backend")}
+
+    def student(self, factor: float | None) -> dict:
+        from searchrel.distill.label import read_labels
+        from searchrel.eval.scorers import load_scorer
+        from searchrel.student.train import train_student
+
+        ds = self.dataset()
+        run = self.out / "students" / ("human" if factor is None else factor_name(factor))
+        subset = None
+        if factor is not None:  # nested random subsets of one labelled sample: x1 is part of x10
+            labels = read_labels(self.out / "distill" / "labels")
+            order = np.random.default_rng(self.cfg.distill.sample.seed).permutation(len(labels))
+            subset = labels.iloc[np.sort(order[: min(len(labels), round(factor * len(ds.judgments)))])]
+        train_student(ds, run, self.cfg.student_train_config(), subset)
+        rec = json.loads((run / "train.json").read_text())
+        metrics = self._evaluate(load_scorer(run).predict(ds, self.split), "student", run)
+        return metrics | {"distilled_pairs": rec["distilled_pairs"], "train_pairs": rec["train_pairs"],
+                          "steps": rec["steps"], "train_minutes": round(rec["elapsed_s"] / 60, 2)}
+
+    def index(self) -> dict:
+        from searchrel.index.store import build_index, load_index
+
+        version = build_index(self.served_student(), self.dataset(), self.out / "index", self.cfg.index)
+        idx = load_index(version, with_faiss=False)
+        return {"items": len(idx), "version": idx.version}
+
+    def systems(self) -> list[tuple[str, str, Path]]:
+        """(name, kind, directory) of every evaluated system, in the order the tables show them."""
+        out, cfg = self.out, self.cfg
+        systems = []
+        if cfg.baselines.bm25:
+            systems.append(("BM25", "bm25", out / "baselines"))
+        if cfg.baselines.zero_shot:
+            systems.append((f"zero-shot {cfg.baselines.zero_shot}", "zero-shot", out / "baselines"))
+        systems.append((f"teacher {cfg.teacher.model.backbone}", "teacher", out / "teacher"))
+        if cfg.distill.human_only:
+            systems.append(("student: human labels only", "student", out / "students" / "human"))
+        for a in cfg.distill.amplifications:
+            systems.append((f"student: {factor_name(a)}", "student", out / "students" / factor_name(a)))
+        return systems
+
+    def evaluate(self) -> dict:
+        from searchrel.eval.evaluate import EvalResult
+        from searchrel.experiments.common import write_outputs
+        from searchrel.experiments.curve import write_curve
+
+        where = self.out / "eval"
+        where.mkdir(parents=True, exist_ok=True)
+        entries, results = [], {}
+        for name, kind, d in self.systems():
+            stem = kind  # each stage writes metrics-<kind>.json next to its predictions
+            results[name] = EvalResult.model_validate_json((d / f"metrics-{stem}.json").read_text())
+            entries.append({"name": name, "kind": kind,
+                            "predictions": os.path.relpath(d / f"predictions-{stem}.parquet", where),
+                            "metrics": os.path.relpath(d / f"metrics-{stem}.json", where)})
+        teacher = next(n for n, k, _ in self.systems() if k == "teacher")
+        student = f"student: {factor_name(self.cfg.distill.amplifications[-1])}"
+        (where / "systems.json").write_text(json.dumps({"split": self.split, "teacher": teacher, "student": student,
+                                                        "systems": entries}, indent=2) + "\n")
+        write_outputs(where, "comparison", results, f"{self.dataset().info.name}: comparison ({self.split} split)")
+        students = [n for n, k, _ in self.systems() if k == "student"]
+        if len(students) > 1:
+            steps = [n.removeprefix("student: ") for n in students]
+            write_curve(self.out / "curve", {n: results[n] for n in students}, steps, results[teacher],
+                        f"{self.dataset().info.name}: amplification curve ({self.split} split)")
+        return {name: r.overall.get("ndcg@8") for name, r in results.items()}
+
+    def latency(self) -> dict:
+        from searchrel.serve.service import ServeConfig, Service
+
+        cfg, ds = self.cfg.latency, self.dataset()
+        svc = Service(ServeConfig(index=self.out / "index", student=self.served_student(), cache="memory",
+                                  onnx=cfg.onnx))
+        split = ds.split_of()
+        queries = ds.queries[ds.queries["query_id"].map(split) == self.split].head(cfg.queries)
+        rng = np.random.default_rng(0)
+        ids = svc.index.items["item_id"].astype(str).to_numpy()
+        rows, encode_ms = [], []
+        svc.rerank("warm-up", ids[:8].tolist())
+        for n in cfg.candidates:
+            n = min(n, len(ids))
+            cands = rng.choice(ids, n, replace=False).tolist()
+            for cache in ("cold", "warm"):
+                if cache == "cold":
+                    svc.queries.cache.clear()
+                times = []
+                for text, lang in zip(queries["text"], queries["language"]):
+                    t = time.perf_counter()
+                    res = svc.rerank(text, cands, language=lang)
+                    times.append(1000 * (time.perf_counter() - t))
+                    if cache == "cold":
+                        encode_ms.append(res["timing_ms"]["query"])
+                p = np.percentile(times, [50, 95, 99])
+                rows.append({"candidates": n, "cache": cache, "n": len(times), "p50_ms": round(float(p[0]), 3),
+                             "p95_ms": round(float(p[1]), 3), "p99_ms": round(float(p[2]), 3)})
+        warm = [r for r in rows if r["cache"] == "warm"]
+        biggest = max(warm, key=lambda r: r["candidates"])
+        labels = json.loads((self.out / "distill" / "labels" / "labels.json").read_text())
+        record = {"machine": machine(), "rerank": rows,
+                  "query_encode_ms": {"p50": round(float(np.percentile(encode_ms, 50)), 3),
+                                      "p99": round(float(np.percentile(encode_ms, 99)), 3)},
+                  "teacher_pairs_per_s": labels.get("pairs_per_s"),
+                  "student_pairs_per_s": round(1000 * biggest["candidates"] / biggest["p50_ms"], 1),
+                  "onnx": cfg.onnx}
+        (self.out / "latency").mkdir(parents=True, exist_ok=True)
+        (self.out / "latency" / "latency.json").write_text(json.dumps(record, indent=2) + "\n")
+        return {k: record[k] for k in ("query_encode_ms", "teacher_pairs_per_s", "student_pairs_per_s")}
+
+    def report(self) -> dict:
+        from searchrel.report import build_report
+
+        paths = build_report(self.out)
+        return {k: str(v) for k, v in paths.items()}
+
+
+def machine() -> dict:
+    """The CPU the figures were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def plan(cfg: PipelineConfig, out: Path) -> tuple[Run, list[Stage]]:
+    """The stages of ``cfg`` in order, each with the parameters its output depends on."""
+    r = Run(cfg, out)
+    d = cfg.data
+    data_params = _dump(d)
+    if d.source != "synthetic":  # the content of the inputs, not their names
+        data_params["content"] = {"path": files_sha256(Path(d.path)),
+                                  "translations": files_sha256(Path(d.translations)) if d.translations else None}
+    text, ev = _dump(cfg.text), _dump(cfg.evaluate)
+    # where the teacher trains (CPU or GPU) is how the work runs, not what it is: like the labelling backend
+    train = {k: v for k, v in _dump(cfg.train_config()).items() if k != "device"}
+    stages = [
+        Stage("data", r.data, data_params | {"text": text}, [], ["dataset"]),
+        Stage("baselines", r.baselines, {"baselines": _dump(cfg.baselines), "text": text, "eval": ev}, ["data"],
+              ["baselines"]),
+        Stage("teacher", r.teacher, {"train": train, "eval": ev}, ["data"], ["teacher"],
+              resumable=True),
+    ]
+    if cfg.ablation.enabled:
+        stages.append(Stage("ablation", r.ablation, {"ablation": _dump(cfg.ablation), "train": train, "eval": ev},
+                            ["data"], ["ablation"], resumable=True))
+    sample = cfg.distill.sample.model_copy(update={"amplification": cfg.distill.amplifications[-1]})
+    # how labels are computed (backend, actors, shard and batch sizes) does not change them; bf16 does
+    label = {"bf16": cfg.distill.label.bf16}
+    stages += [
+        Stage("sample", r.sample, {"sample": _dump(sample), "text": text}, ["data"], ["distill/pairs.parquet"]),
+        Stage("label", r.label, label, ["sample", "teacher"], ["distill/labels"], resumable=True),
+    ]
+    student = {"train": _dump(cfg.student_train_config()), "eval": ev}
+    if cfg.distill.human_only:
+        stages.append(Stage("student-human", lambda: r.student(None), student, ["data"], ["students/human"]))
+    for a in cfg.distill.amplifications:
+        name = f"student-{factor_name(a)}"
+        stages.append(Stage(name, lambda a=a: r.student(a), student | {"factor": a, "seed": cfg.distill.sample.seed},
+                            ["data", "label"], [f"students/{factor_name(a)}"]))
+    served = f"student-{factor_name(cfg.distill.amplifications[-1])}"
+    # the backend and sizes of the work do not change the index; the FAISS settings do
+    index = {k: v for k, v in _dump(cfg.index).items() if not k.startswith("ray_") and k not in ("backend", "batch_size",
+                                                                                                  "shard_size")}
+    students = [s.name for s in stages if s.name.startswith("student-")]
+    stages += [
+        Stage("index", r.index, index, ["data", served], ["index"]),
+        Stage("evaluate", r.evaluate, {"eval": ev}, ["baselines", "teacher", *students], ["eval", "curve"]),
+    ]
+    if cfg.latency.enabled:
+        stages.append(Stage("latency", r.latency, _dump(cfg.latency), ["index", "label"], ["latency"]))
+    if cfg.report.enabled:
+        deps = [s.name for s in stages]
+        stages.append(Stage("report", r.report, {}, deps, ["report"]))
+    return r, stages

@@ -1,0 +1,226 @@
+"""Read a run directory (what ``searchrel run`` writes) into typed values; a part the run lacks is ``None``.
+
+Layout read (every part but ``run.json`` optional)::
+
+    run.json                 name, resolved config, stages [{name, status, key, seconds}], started, finished
+    stages/<stage>.json      one stage's record: key, params, deps, status, seconds, metrics, artefacts
+    dataset/                 the dataset the run used
+    eval/systems.json        split, main teacher and student, systems [{name, kind, predictions, metrics}]
+    ablation/ablation.json   ``experiments.common.write_outputs``: {system: EvalResult, ..., "notes": [...]}
+    curve/curve.json         the same format, for the amplification curve
+    latency/latency.json     machine, rerank percentiles, query encoding, teacher/student throughput
+
+A part that is present but unreadable does not stop the report: it is left out and said so in ``problems``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from searchrel.data.dataset import Dataset, DatasetError, load_dataset
+from searchrel.eval.evaluate import EvalResult, read_predictions
+
+# run.json says done/skipped/failed; a skipped stage is one whose inputs were unchanged, its output reused.
+STATUS_LABELS = {"done": "ran", "skipped": "reused", "failed": "failed"}
+KINDS = ("bm25", "zero-shot", "teacher", "student")
+
+
+@dataclass
+class Stage:
+    name: str
+    status: str  # ran, reused, failed (or run.json's word, if it is another)
+    seconds: float | None
+    key: str | None
+    record: dict[str, Any] = field(default_factory=dict)  # stages/<name>.json, when present
+
+
+@dataclass
+class System:
+    name: str
+    kind: str
+    result: EvalResult
+    predictions: pd.DataFrame | None  # None when the file is missing
+
+    def prob_columns(self, grades: list[int]) -> list[str]:
+        """The ``p_<grade>`` columns, when the predictions have all of them; else []."""
+        cols = [f"p_{g}" for g in grades]
+        return cols if self.predictions is not None and all(c in self.predictions for c in cols) else []
+
+    def predicted_grades(self, grades: list[int]) -> pd.Series | None:
+        """The decoded ``grade`` column, else the most probable grade, else None (a ranker only)."""
+        if self.predictions is None:
+            return None
+        if "grade" in self.predictions:
+            return self.predictions["grade"].astype(int)
+        if cols := self.prob_columns(grades):
+            return pd.Series(np.array(grades)[self.predictions[cols].to_numpy(float).argmax(1)],
+                             index=self.predictions.index)
+        return None
+
+
+@dataclass
+class Experiment:
+    """An ablation or a curve: results in step order, and the notes the experiment wrote."""
+
+    results: dict[str, EvalResult]
+    notes: list[str]
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str
+    config: dict[str, Any]
+    started: str | None
+    finished: str | None
+    stages: list[Stage]
+    dataset: Dataset | None = None
+    split: str | None = None
+    systems: list[System] = field(default_factory=list)
+    teacher: str | None = None  # main teacher / student of the comparison, by name
+    student: str | None = None
+    ablation: Experiment | None = None
+    curve: Experiment | None = None
+    latency: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)  # parts present but unreadable, said in the report
+
+    def system(self, name: str | None) -> System | None:
+        return next((s for s in self.systems if s.name == name), None)
+
+
+READ_ERRORS = (OSError, ValueError, KeyError, TypeError, ValidationError, DatasetError)
+
+
+def describe(e: BaseException) -> str:
+    """An error in one line (pydantic's run to many, with links): the count and the first."""
+    if isinstance(e, ValidationError):
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        return f"{e.error_count()} validation error(s), e.g. {where}: {first['msg']}"
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def _json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def collect(run_dir: Path) -> Run:
+    """Read ``run_dir``; raise FileNotFoundError/ValueError when it is no run directory at all."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run directory")
+    meta_path = run_dir / "run.json"
+    if not meta_path.exists() and not (run_dir / "stages").is_dir():
+        raise FileNotFoundError(f"{run_dir}: not a run directory (no run.json; `searchrel run CONFIG` writes one)")
+    meta = _json(meta_path) if meta_path.exists() else {}  # a first run's report stage may come before run.json
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path}: expected a JSON object")
+    run = Run(path=run_dir, name=str(meta.get("name") or run_dir.name), config=meta.get("config") or {},
+              started=meta.get("started"), finished=meta.get("finished"), stages=_stages(run_dir, meta))
+    for part, reader in (("dataset/", _read_dataset), ("eval/systems.json", _read_systems),
+                         ("ablation/ablation.json", _read_ablation), ("curve/curve.json", _read_curve),
+                         ("latency/latency.json", _read_latency)):
+        if (run_dir / part).exists():
+            try:
+                reader(run)
+            except READ_ERRORS as e:
+                run.problems.append(f"{part} could not be read: {describe(e)}")
+    return run
+
+
+def _stages(run_dir: Path, meta: dict) -> list[Stage]:
+    records = {}
+    for path in sorted((run_dir / "stages").glob("*.json")):
+        try:
+            records[path.stem] = _json(path)
+        except (OSError, ValueError):
+            continue
+    listed = meta.get("stages") or [{"name": k, **v} for k, v in records.items()]  # run.json first, else records
+    stages = []
+    for s in listed:
+        name = str(s.get("name") or s.get("stage"))
+        rec = records.get(name, {})
+        status = str(s.get("status") or rec.get("status") or "?")
+        seconds = s.get("seconds", rec.get("seconds"))
+        label = STATUS_LABELS.get(status, status) + (" (resumed)" if status == "done" and rec.get("resumed") else "")
+        stages.append(Stage(name=name, status=label,
+                            seconds=None if seconds is None else float(seconds), key=s.get("key") or rec.get("key"),
+                            record=rec))
+    return stages
+
+
+def _rel(path: Path, root: Path) -> str:
+    return os.path.relpath(path, root)
+
+
+def _read_dataset(run: Run) -> None:
+    run.dataset = load_dataset(run.path / "dataset", validate=False)  # the pipeline validated it when writing
+
+
+def _read_systems(run: Run) -> None:
+    eval_dir = run.path / "eval"
+    spec = _json(eval_dir / "systems.json")
+    run.split = spec.get("split")
+    run.teacher, run.student = spec.get("teacher"), spec.get("student")
+    for s in spec["systems"]:
+        name = str(s["name"])
+        metrics = eval_dir / s["metrics"]
+        if not metrics.exists():
+            run.problems.append(f"system {name!r}: {_rel(metrics, run.path)} is missing; left out")
+            continue
+        result = EvalResult.model_validate_json(metrics.read_text())
+        preds = None
+        if s.get("predictions"):
+            path = eval_dir / s["predictions"]
+            if path.exists():
+                preds = read_predictions(path)
+                preds["query_id"], preds["item_id"] = preds["query_id"].astype(str), preds["item_id"].astype(str)
+            else:
+                run.problems.append(f"system {name!r}: {_rel(path, run.path)} is missing")
+        run.systems.append(System(name=name, kind=str(s.get("kind", "?")), result=result, predictions=preds))
+    run.split = run.split or (run.systems[0].result.split if run.systems else None)
+    # no main teacher/student named: the last system of that kind with grade probabilities stands in
+    for kind in ("teacher", "student"):
+        if getattr(run, kind) is None or run.system(getattr(run, kind)) is None:
+            grades = run.dataset.info.scale.grades if run.dataset is not None else []
+            candidates = [s for s in run.systems if s.kind == kind and (not grades or s.prob_columns(grades))]
+            setattr(run, kind, candidates[-1].name if candidates else None)
+
+
+def _experiment(path: Path) -> Experiment:
+    data = _json(path)
+    notes = [str(n) for n in data.pop("notes", [])]
+    results = {}
+    for name, value in data.items():
+        try:
+            results[name] = EvalResult.model_validate(value)
+        except ValidationError as e:
+            raise ValueError(f"{name!r}: {describe(e)}") from None
+    return Experiment(results, notes)
+
+
+def _read_ablation(run: Run) -> None:
+    run.ablation = _experiment(run.path / "ablation" / "ablation.json")
+
+
+def _read_curve(run: Run) -> None:
+    run.curve = _experiment(run.path / "curve" / "curve.json")
+
+
+def _read_latency(run: Run) -> None:
+    data = _json(run.path / "latency" / "latency.json")
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    run.latency = data

@@ -1,0 +1,172 @@
+"""`searchrel run`: a whole experiment from one TOML config on a small world with tiny models; a rerun reuses every
+stage, a change redoes exactly the stages downstream of it, a failure is recorded and resumed, bad configs fail
+with one clear line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from searchrel.cli import app
+from searchrel.pipeline import load_config
+from searchrel.pipeline.config import config_path
+
+TOML = """
+name = "tiny"
+[data.synth]
+n_items = 120
+n_queries = 30
+n_users = 40
+n_judged_pairs = 150
+n_searches = 300
+[text]
+fields = ["title", "image_caption", "board_titles"]
+[baselines]
+zero_shot = "{m}"
+[teacher.model]
+backbone = "{m}"
+max_length = 48
+[teacher.train]
+epochs = 1
+batch_size = 16
+eval_every = 5
+train_languages = ["en"]
+[ablation]
+enabled = true
+[distill]
+amplifications = [1, 2]
+[distill.sample]
+embed_model = "{m}"
+[student.model]
+backbone = "{m}"
+zero_shot_model = "{m}"
+layers = 1
+dim = 16
+[student.train]
+epochs = 1
+[index]
+faiss = "flat"
+[latency]
+candidates = [20]
+queries = 4
+onnx = false
+"""
+
+
+def stages(out: Path) -> dict[str, str]:
+    return {s["name"]: s["status"] for s in json.loads((out / "run.json").read_text())["stages"]}
+
+
+@pytest.fixture(scope="module")
+def config(tiny_bert, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "tiny.toml"
+    path.write_text(TOML.replace("{m}", str(tiny_bert)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def first_run(config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out, res.output
+
+
+def test_a_run_writes_every_stage_and_its_record(first_run):
+    out, output = first_run
+    assert set(stages(out).values()) == {"done"}
+    assert list(stages(out)) == ["data", "baselines", "teacher", "ablation", "sample", "label", "student-human",
+                                 "student-x1", "student-x2", "index", "evaluate", "latency", "report"]
+    for name in stages(out):
+        rec = json.loads((out / "stages" / f"{name}.json").read_text())
+        assert rec["status"] == "done" and rec["seconds"] >= 0 and len(rec["key"]) == 64
+        assert all((out / p).exists() for p in rec["artefacts"])
+    teacher = json.loads((out / "stages" / "teacher.json").read_text())
+    assert teacher["params"]["train"]["teacher"]["text"]["fields"] == ["title", "image_caption", "board_titles"]
+    assert 0 <= teacher["metrics"]["ndcg@8"] <= 1
+    systems = json.loads((out / "eval" / "systems.json").read_text())
+    assert [s["name"] for s in systems["systems"]][:2] == ["BM25", f"zero-shot {systems['systems'][1]['name'][10:]}"]
+    assert systems["student"] == "student: x2" and systems["teacher"].startswith("teacher ")
+    for s in systems["systems"]:
+        assert (out / "eval" / s["predictions"]).is_file() and (out / "eval" / s["metrics"]).is_file()
+    curve = json.loads((out / "curve" / "curve.json").read_text())
+    assert list(curve)[:3] == ["student: human labels only", "student: x1", "student: x2"]
+    latency = json.loads((out / "latency" / "latency.json").read_text())
+    assert {r["cache"] for r in latency["rerank"]} == {"cold", "warm"} and latency["teacher_pairs_per_s"] > 0
+    labels = json.loads((out / "stages" / "label.json").read_text())["metrics"]
+    x2 = json.loads((out / "stages" / "student-x2.json").read_text())["metrics"]
+    x1 = json.loads((out / "stages" / "student-x1.json").read_text())["metrics"]
+    assert x2["distilled_pairs"] == labels["pairs"] and 0 < x1["distilled_pairs"] < x2["distilled_pairs"]
+    assert (out / "report" / "report.html").is_file()
+    assert "searchrel serve --index" in output and "students/x2" in output
+
+
+def test_a_rerun_reuses_everything_and_a_change_redoes_only_what_it_reaches(first_run, config):
+    out, _ = first_run
+    before = {n: json.loads((out / "stages" / f"{n}.json").read_text())["key"] for n in stages(out)}
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert set(stages(out).values()) == {"skipped"}
+    # the student's settings reach the students and what reads them, not the data, teacher or labels
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), "--set", "student.train.lr=1e-4"])
+    assert res.exit_code == 0, res.output
+    status = stages(out)
+    assert [n for n, s in status.items() if s == "done"] == ["student-human", "student-x1", "student-x2", "index",
+                                                             "evaluate", "latency", "report"]
+    after = {n: json.loads((out / "stages" / f"{n}.json").read_text())["key"] for n in status}
+    assert after["teacher"] == before["teacher"] and after["student-x2"] != before["student-x2"]
+    # the latency settings reach the latency check and the report only
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), "--set", "student.train.lr=1e-4",
+                                   "--set", "latency.queries=3"])
+    assert res.exit_code == 0, res.output
+    assert [n for n, s in stages(out).items() if s == "done"] == ["latency", "report"]
+
+
+def test_a_failed_stage_is_recorded_and_the_next_run_starts_there(first_run, config, monkeypatch, tmp_path):
+    out, _ = first_run
+    import shutil
+
+    from searchrel.pipeline.stages import Run
+
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+
+    def boom(self):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(Run, "latency", boom)
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(copy), "--set", "latency.queries=2"])
+    assert res.exit_code != 0
+    rec = json.loads((copy / "stages" / "latency.json").read_text())
+    assert rec["status"] == "failed" and "disk full" in rec["error"]
+    assert not (copy / "latency").exists()  # its old artefacts are gone with the old key
+    monkeypatch.undo()
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(copy), "--set", "latency.queries=2"])
+    assert res.exit_code == 0, res.output
+    assert [n for n, s in stages(copy).items() if s == "done"] == ["latency", "report"]
+
+
+@pytest.mark.parametrize("override, says", [
+    (["--set", "teacher.train.max_minuts=3"], "unknown config key teacher.train.'max_minuts'"),
+    (["--set", "data.source=crowdflower"], "needs data.path"),
+    (["--set", "distill.amplifications=[0]"], "positive factors"),
+    (["--set", "text.fields=[\"colour\"]"], "unknown item field"),
+    (["--force", "nosuchstage"], "no such stage"),
+])
+def test_bad_configs_fail_with_one_clear_line(config, tmp_path, override, says):
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(tmp_path / "r"), *override])
+    assert res.exit_code == 2, res.output
+    assert says in " ".join(res.output.split())
+
+
+def test_shipped_configs_are_valid(tmp_path):
+    demo = load_config("demo")
+    assert demo.data.source == "synthetic" and demo.distill.amplifications == [1.0, 3.0]
+    cf = load_config("crowdflower", ["data.path=x.csv"])
+    assert cf.data.source == "crowdflower" and cf.text.fields == ["title", "description"]
+    assert config_path("demo").name == "demo.toml"
+    res = CliRunner().invoke(app, ["run", "nosuch", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "built-in configs" in res.output
