@@ -40,16 +40,22 @@ def bar_chart(results: dict[str, EvalResult], path: Path, title: str, metrics=DE
     return path
 
 
-def line_chart(steps: list[str], series: dict[str, list[float | None]], path: Path, title: str, ylabel: str) -> Path:
-    """One line per series over ordered steps (an ablation's growing field sets, an amplification curve)."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+def line_chart(steps: list[str], series: dict[str, list[float | None]], path: Path, title: str, ylabel: str,
+               references: dict[str, float | None] | None = None) -> Path:
+    """One line per series over ordered steps (an ablation's growing field sets, an amplification curve), and a
+    dashed horizontal line per reference value (e.g. the teacher an amplification curve climbs towards)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     for name, ys in series.items():
         pts = [(i, y) for i, y in enumerate(ys) if y is not None]
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
             for x, y in pts:
                 ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    for i, (name, y) in enumerate((references or {}).items()):
+        if y is not None:
+            ax.axhline(y, color=f"C{len(series) + i}", linestyle="--", linewidth=1.2, label=f"{name} ({y:.3f})")
     ax.set_xticks(range(len(steps)), steps, fontsize=8)
+    ax.margins(y=0.12)  # room for the value labels and a reference line at the top
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -93,6 +93,7 @@ def write_curve(out: Path, students: dict[str, EvalResult], steps: list[str], te
     results = students | {"teacher": teacher}
     write_outputs(out, "curve", results, title, notes)
     values = [r.overall.get(metric) for r in students.values()]
-    line_chart(steps, {"student": values, "teacher": [teacher.overall.get(metric)] * len(steps)},
-               out / "curve-line.png", f"{title.split(':')[0]}: student {metric} vs distilled data", metric)
+    line_chart(steps, {"student": values}, out / "curve-line.png",
+               f"{title.split(':')[0]}: student {metric} vs distilled data", metric,
+               references={"teacher": teacher.overall.get(metric)})
     return results

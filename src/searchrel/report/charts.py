@@ -95,28 +95,6 @@ def reliability_grid(curves: dict[str, dict[int, tuple[np.ndarray, np.ndarray, n
     return _save(fig, path)
 
 
-def reference_chart(steps: list[str], series: dict[str, list[float | None]], references: dict[str, float | None],
-                    path: Path, title: str, ylabel: str) -> Path:
-    """Lines over ordered steps (e.g. amounts of distilled data) with horizontal reference lines (the teacher)."""
-    fig, ax = plt.subplots(figsize=(7.5, 4))
-    for name, ys in series.items():
-        pts = [(i, y) for i, y in enumerate(ys) if y is not None]
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
-            for x, y in pts:
-                ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
-    for i, (name, y) in enumerate(references.items()):
-        if y is not None:
-            ax.axhline(y, color=f"C{len(series) + i}", linestyle="--", linewidth=1.2, label=f"{name} ({y:.3f})")
-    ax.set_xticks(range(len(steps)), steps, fontsize=8)
-    ax.margins(y=0.12)  # room for the value labels and a reference line at the top
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
 def latency_chart(rows: list[dict], path: Path, title: str) -> Path:
     """Re-ranking latency against the number of candidates: p50 solid (dots), p99 dashed (squares), one colour
     per cache state."""

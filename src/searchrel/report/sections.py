@@ -363,9 +363,9 @@ def curve(run: Run, out: Path) -> Section:
     steps = [n.removeprefix("student: ") for n in results if n.startswith("student: ")]
     refs = {n: r.overall.get(PRIMARY) for n, r in results.items() if not n.startswith("student: ")}
     if steps:
-        path = C.reference_chart(steps, {"student": [results[f"student: {s}"].overall.get(PRIMARY) for s in steps]},
-                                 refs, out / "curve.png", f"student {metric_label(PRIMARY)} vs distilled data",
-                                 metric_label(PRIMARY))
+        path = line_chart(steps, {"student": [results[f"student: {s}"].overall.get(PRIMARY) for s in steps]},
+                          out / "curve.png", f"student {metric_label(PRIMARY)} vs distilled data",
+                          metric_label(PRIMARY), references=refs)
         sec.blocks.append(Figure(path, "amplification curve"))
     sec.blocks += _notes(run.curve.notes)
     return sec
