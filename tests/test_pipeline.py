@@ -22,6 +22,9 @@ n_queries = 30
 n_users = 40
 n_judged_pairs = 150
 n_searches = 300
+[data.splits]
+fractions = [0.6, 0.2, 0.2]
+seed = 3
 [text]
 fields = ["title", "image_caption", "board_titles"]
 [baselines]
@@ -84,9 +87,17 @@ def test_a_run_writes_every_stage_and_its_record(first_run):
         rec = json.loads((out / "stages" / f"{name}.json").read_text())
         assert rec["status"] == "done" and rec["seconds"] >= 0 and len(rec["key"]) == 64
         assert all((out / p).exists() for p in rec["artefacts"])
+    from searchrel.data.dataset import load_dataset
+    from searchrel.data.splits import make_splits
+
+    data = json.loads((out / "stages" / "data.json").read_text())["metrics"]
+    ds = load_dataset(out / "dataset")
+    assert data["queries_per_split"] == make_splits(ds.queries, (0.6, 0.2, 0.2), 3)["split"].value_counts().to_dict()
     teacher = json.loads((out / "stages" / "teacher.json").read_text())
     assert teacher["params"]["train"]["teacher"]["text"]["fields"] == ["title", "image_caption", "board_titles"]
-    assert 0 <= teacher["metrics"]["ndcg@8"] <= 1
+    assert teacher["metrics"]["steps"] > 0
+    evaluated = json.loads((out / "stages" / "evaluate.json").read_text())["metrics"]
+    assert all(0 <= v <= 1 for v in evaluated.values()) and len(evaluated) == 6
     systems = json.loads((out / "eval" / "systems.json").read_text())
     assert [s["name"] for s in systems["systems"]][:2] == ["BM25", f"zero-shot {systems['systems'][1]['name'][10:]}"]
     assert systems["student"] == "student: x2" and systems["teacher"].startswith("teacher ")
@@ -123,6 +134,23 @@ def test_a_rerun_reuses_everything_and_a_change_redoes_only_what_it_reaches(firs
                                    "--set", "latency.queries=3"])
     assert res.exit_code == 0, res.output
     assert [n for n, s in stages(out).items() if s == "done"] == ["latency", "report"]
+    same = ["--set", "student.train.lr=1e-4", "--set", "latency.queries=3"]
+    # evaluation settings retrain no model (the ablation, an evaluation of BM25 per field set, is redone)
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), *same, "--set", "evaluate.ks=[8,10]"])
+    assert res.exit_code == 0, res.output
+    assert [n for n, s in stages(out).items() if s == "done"] == ["baselines", "ablation", "evaluate", "report"]
+    assert "ndcg@10" in json.loads((out / "eval" / "metrics-teacher.json").read_text())["overall"]
+    same += ["--set", "evaluate.ks=[8,10]"]
+    # a forced stage makes what reads it run again, though their keys are unchanged
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), *same, "--force", "index"])
+    assert res.exit_code == 0, res.output
+    assert [n for n, s in stages(out).items() if s == "done"] == ["index", "latency", "report"]
+    # a stage no longer planned loses its artefacts, so the report cannot show them
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), *same, "--set", "latency.enabled=false"])
+    assert res.exit_code == 0, res.output
+    assert "latency" not in stages(out) and not (out / "latency").exists()
+    assert not (out / "stages" / "latency.json").exists()
+    assert [n for n, s in stages(out).items() if s == "done"] == ["report"]
 
 
 def test_a_failed_stage_is_recorded_and_the_next_run_starts_there(first_run, config, monkeypatch, tmp_path):
@@ -153,6 +181,9 @@ def test_a_failed_stage_is_recorded_and_the_next_run_starts_there(first_run, con
     (["--set", "teacher.train.max_minuts=3"], "unknown config key teacher.train.'max_minuts'"),
     (["--set", "data.source=crowdflower"], "needs data.path"),
     (["--set", "distill.amplifications=[0]"], "positive factors"),
+    (["--set", "data.splits.fractions=[0.5,0.1,0.1]"], "summing to 1"),
+    (["--set", "teacher.model.text.fields=[\"title\"]"], "the item text of every model is [text]"),
+    (["--set", "latency.candidates=[]"], "one or more positive counts"),
     (["--set", "text.fields=[\"colour\"]"], "unknown item field"),
     (["--force", "nosuchstage"], "no such stage"),
 ])
@@ -165,6 +196,7 @@ def test_bad_configs_fail_with_one_clear_line(config, tmp_path, override, says):
 def test_shipped_configs_are_valid(tmp_path):
     demo = load_config("demo")
     assert demo.data.source == "synthetic" and demo.distill.amplifications == [1.0, 3.0]
+    assert load_config("demo", ["baselines.zero_shot=none", "teacher.train.train_languages=none"]).baselines.zero_shot is None
     cf = load_config("crowdflower", ["data.path=x.csv"])
     assert cf.data.source == "crowdflower" and cf.text.fields == ["title", "description"]
     assert config_path("demo").name == "demo.toml"

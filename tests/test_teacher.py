@@ -105,6 +105,22 @@ def test_resume_after_kill_ends_where_an_uninterrupted_run_would(tiny_bert, tmp_
     assert ra["steps"] == rb["steps"] and ra["best"] == rb["best"]
 
 
+def test_resume_on_a_dataset_with_its_own_scale(tiny_bert, tmp_path):
+    """The saved config carries the dataset's scale (here 1-4); resuming with the caller's config must match it."""
+    from searchrel.data.dataset import Scale
+
+    ds = _dataset()
+    ds.info.scale = Scale(min=1, max=4, names=["bad", "meh", "good", "great"])
+    ds.judgments["label"] = ds.judgments["label"].clip(upper=4)
+    run = tmp_path / "run"
+    train(ds, run, _config(tiny_bert, epochs=2, max_minutes=0.0001, fit_thresholds=False))
+    (run / "teacher.json").unlink()  # as if the budget had run out before the teacher was written
+    resumed = train(ds, run, _config(tiny_bert, epochs=2, max_minutes=None, fit_thresholds=False), resume=True)
+    assert json.loads((resumed / "teacher.json").read_text())["scale"]["max"] == 4
+    with pytest.raises(ValueError, match="another configuration"):
+        train(ds, run, _config(tiny_bert, epochs=2, lr=1e-3), resume=True)
+
+
 def test_thresholds_raise_qwk_on_imbalanced_probs():
     from searchrel.data.dataset import Scale
     from searchrel.eval.metrics import quadratic_weighted_kappa

@@ -27,15 +27,15 @@ def run_cmd(config: Annotated[str, typer.Argument(help="a TOML config, or a buil
     cfg = load_config(config, set_)
     out = out or Path("runs") / cfg.name
     if dry_run:
-        _show_plan(cfg, out)
+        _show_plan(cfg, out, set(force or []))
         return
     summary = run_pipeline(cfg, out, force)
     table = Table(title=f"run {cfg.name} → {out}", title_justify="left")
     for col in ("stage", "status", "seconds"):
         table.add_column(col, justify="right" if col == "seconds" else "left")
     for s in summary["stages"]:
-        status = {"skipped": "reused", "done": "ran"}.get(s["status"], s["status"])
-        table.add_row(s["name"], status, f"{s['seconds'] or 0:.1f}")
+        reused = s["status"] == "skipped"
+        table.add_row(s["name"], "reused" if reused else "ran", "-" if reused else f"{s['seconds'] or 0:.1f}")
     console.print(table)
     report = out / "report" / "report.html"
     if report.exists():
@@ -46,19 +46,25 @@ def run_cmd(config: Annotated[str, typer.Argument(help="a TOML config, or a buil
                   f"--data {out / 'dataset'}{teacher}")
 
 
-def _show_plan(cfg, out: Path) -> None:
+def _show_plan(cfg, out: Path, force: set[str]) -> None:
     from searchrel.pipeline.runner import read_record, stage_key
     from searchrel.pipeline.stages import plan
 
     _, stages = plan(cfg, out)
+    unknown = force - {s.name for s in stages} - {"all"}
+    if unknown:
+        raise ValueError(f"--force {', '.join(sorted(unknown))}: no such stage")
     keys: dict[str, str] = {}
+    runs: set[str] = set()
     table = Table(title=f"plan of {cfg.name} → {out}", title_justify="left")
     for col in ("stage", "reads", "would"):
         table.add_column(col)
-    for s in stages:
+    for s in stages:  # the runner's rule: same key, done, artefacts there, nothing it reads runs again
         keys[s.name] = stage_key(s, keys)
         rec = read_record(out, s.name)
         same = rec is not None and rec.get("key") == keys[s.name] and rec.get("status") == "done" \
             and all((out / p).exists() for p in s.outputs)
-        table.add_row(s.name, ", ".join(s.deps) or "-", "reuse" if same else "run")
+        if not same or "all" in force or s.name in force or any(d in runs for d in s.deps):
+            runs.add(s.name)
+        table.add_row(s.name, ", ".join(s.deps) or "-", "run" if s.name in runs else "reuse")
     console.print(table)

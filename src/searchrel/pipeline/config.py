@@ -2,7 +2,9 @@
 
 Every section reuses the stage's own config class (``TrainConfig``, ``SampleConfig``, ``StudentConfig``, ...), so
 a TOML key means exactly what the matching CLI option means. Unknown keys are errors (a typo must not silently
-fall back to a default), and ``--set section.key=value`` overrides any key from the command line.
+fall back to a default), and so are keys another section decides (``teacher.model.text`` is ``[text]``).
+``--set section.key=value`` overrides any key from the command line; TOML has no null, so ``none`` (in ``--set``
+or as a TOML string) turns an optional setting off.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from searchrel.annotate.logs import AnnotateConfig
 from searchrel.annotate.text import TextConfig
@@ -30,6 +32,20 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SplitSection(Section):
+    """Re-split the queries (query-grouped, stratified by language; ``searchrel split``) before annotation."""
+
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)  # train, valid, test
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "SplitSection":
+        if any(f < 0 for f in self.fractions) or abs(sum(self.fractions) - 1) > 1e-6:
+            raise ValueError(f"data.splits.fractions must be three non-negative numbers summing to 1, "
+                             f"got {list(self.fractions)}")
+        return self
+
+
 class DataSection(Section):
     """Where the dataset comes from: the built-in synthetic world, a CrowdFlower CSV, or a searchrel dataset."""
 
@@ -37,7 +53,13 @@ class DataSection(Section):
     path: Path | None = None  # crowdflower: the CSV; dataset: a dataset directory (searchrel import ... writes one)
     translations: Path | None = None  # crowdflower: JSONL of each query's translations
     synth: SynthConfig = Field(default_factory=SynthConfig)
-    annotate: AnnotateConfig | None = Field(default_factory=AnnotateConfig)  # None: keep item fields as given
+    splits: SplitSection | None = None  # None: keep the split the source comes with
+    annotate: AnnotateConfig | None = Field(default_factory=AnnotateConfig)  # none/false: keep item fields as given
+
+    @field_validator("splits", "annotate", "path", "translations", mode="before")
+    @classmethod
+    def _off(cls, v):
+        return _none(v)
 
     @model_validator(mode="after")
     def _path_given(self) -> "DataSection":
@@ -47,9 +69,19 @@ class DataSection(Section):
         return self
 
 
+def _none(v):
+    """TOML cannot say null: the string "none" (any case) or false turns an optional setting off."""
+    return None if v is False or (isinstance(v, str) and v.strip().lower() in ("none", "null", "")) else v
+
+
 class BaselinesSection(Section):
     bm25: bool = True
-    zero_shot: str | None = "me5-small"  # an embedding backbone (registry name, local path or hub id); None: off
+    zero_shot: str | None = "me5-small"  # an embedding backbone (registry name, local path or hub id); none: off
+
+    @field_validator("zero_shot", mode="before")
+    @classmethod
+    def _off(cls, v):
+        return _none(v)
 
 
 class TeacherSection(Section):
@@ -91,6 +123,13 @@ class LatencySection(Section):
     queries: int = Field(50, ge=1)  # distinct queries per setting (each timed cold, then warm)
     onnx: bool = True
 
+    @field_validator("candidates")
+    @classmethod
+    def _counts(cls, v: list[int]) -> list[int]:
+        if not v or min(v) < 1:
+            raise ValueError("latency.candidates must list one or more positive counts, e.g. [100, 400]")
+        return v
+
 
 class ReportSection(Section):
     enabled: bool = True
@@ -122,12 +161,29 @@ class PipelineConfig(Section):
         return self.student.train.model_copy(update={"student": model})
 
 
+# keys of the reused stage configs that another section decides: setting them would be silently overwritten
+DECIDED_ELSEWHERE = {
+    "teacher.train.teacher": "set the teacher in [teacher.model]",
+    "student.train.student": "set the student in [student.model]",
+    "teacher.model.text": "the item text of every model is [text]",
+    "student.model.text": "the item text of every model is [text]",
+    "teacher.model.scale": "the grade scale is the dataset's",
+    "student.model.scale": "the grade scale is the dataset's",
+    "teacher.model.thresholds": "grade thresholds are fitted on the valid split",
+    "student.model.thresholds": "grade thresholds are fitted on the valid split",
+    "distill.sample.amplification": "the sample's amplification is the largest of distill.amplifications",
+}
+
+
 def _check_keys(model: type[BaseModel], data: Any, where: str = "") -> None:
-    """Refuse keys no field has, at any depth (the reused stage configs would otherwise ignore them)."""
+    """Refuse keys no field has, at any depth (the reused stage configs would otherwise ignore them), and keys
+    another section decides."""
     if not isinstance(data, dict):
         return
     fields = model.model_fields
     for key, value in data.items():
+        if f"{where}{key}" in DECIDED_ELSEWHERE:
+            raise ValueError(f"config key {where}{key} cannot be set: {DECIDED_ELSEWHERE[where + key]}")
         if key not in fields:
             known = ", ".join(sorted(fields))
             raise ValueError(f"unknown config key {where}{key!r} (known here: {known})")
@@ -144,7 +200,7 @@ def _set(data: dict, dotted: str, raw: str) -> None:
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw
+        value = None if raw.strip().lower() in ("none", "null") else raw  # plain text; none: an optional setting off
     node = data
     for k in keys[:-1]:
         node = node.setdefault(k, {})

@@ -4,8 +4,10 @@ A stage's key is a sha256 over its own parameters and the keys of the stages it 
 change anywhere reaches exactly the stages downstream of it. Each stage writes ``stages/<name>.json`` — key,
 parameters, upstream keys, status, timings, metrics, artefacts — before it starts (``running``) and when it ends
 (``done`` or ``failed`` with the error). A rerun reuses a ``done`` stage with the same key whose artefacts are all
-there; a resumable stage (teacher training, labelling) interrupted with the same key continues where it stopped;
-anything else is removed and run again. ``run.json`` sums the run up after every stage.
+there and none of whose upstream stages ran again in this run (``--force``, lost artefacts); a resumable stage
+(teacher training, labelling) interrupted with the same key continues where it stopped; anything else is removed
+and run again. Stages a config no longer plans (a dropped amplification factor, a disabled ablation) lose their
+artefacts and records, so nothing stale reaches the report. ``run.json`` sums the run up after every stage.
 """
 
 from __future__ import annotations
@@ -70,6 +72,17 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _drop_unplanned(out: Path, planned: set[str]) -> None:
+    for path in sorted((out / RECORDS).glob("*.json")):
+        if path.stem in planned:
+            continue
+        rec = read_record(out, path.stem) or {}
+        for artefact in rec.get("artefacts", []):
+            _remove(out / artefact)
+        path.unlink()
+        console.print(f"[dim]stage {path.stem}: no longer planned, its artefacts removed[/]")
+
+
 def run_stages(stages: list[Stage], out: Path, name: str, config: dict, force: frozenset[str] = frozenset()) -> dict:
     """Run ``stages`` in order into ``out``; return the run summary (also written to ``out/run.json``)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -79,7 +92,9 @@ def run_stages(stages: list[Stage], out: Path, name: str, config: dict, force: f
         raise ValueError(f"--force {', '.join(sorted(unknown))}: no such stage (stages: "
                          f"{', '.join(s.name for s in stages)})")
     summary = {"name": name, "config": config, "stages": [], "started": _now(), "finished": None}
+    _drop_unplanned(out, {s.name for s in stages})
     keys: dict[str, str] = {}
+    ran: set[str] = set()  # stages that ran in this call: what reads them is stale even with its key unchanged
     for stage in stages:
         missing = [d for d in stage.deps if d not in keys]
         if missing:
@@ -87,7 +102,7 @@ def run_stages(stages: list[Stage], out: Path, name: str, config: dict, force: f
         key = keys[stage.name] = stage_key(stage, keys)
         rec = read_record(out, stage.name)
         outputs = [out / p for p in stage.outputs]
-        forced = "all" in force or stage.name in force
+        forced = "all" in force or stage.name in force or any(d in ran for d in stage.deps)
         if (not forced and rec and rec.get("key") == key and rec.get("status") == "done"
                 and all(p.exists() for p in outputs)):
             console.print(f"[dim]stage {stage.name}: unchanged, reused ({rec.get('seconds', 0):.1f} s last time)[/]")
@@ -104,9 +119,12 @@ def run_stages(stages: list[Stage], out: Path, name: str, config: dict, force: f
         _write_json(out / RECORDS / f"{stage.name}.json", record)
         console.rule(f"[bold]stage {stage.name}[/]" + (" (resuming)" if resume else ""))
         t0 = time.perf_counter()
+        ran.add(stage.name)
         try:
             metrics = stage.run() or {}
         except BaseException as e:  # KeyboardInterrupt too: the record must say the stage did not finish
+            console.print(f"[bold red]stage {stage.name} failed[/] after {time.perf_counter() - t0:.1f} s "
+                          f"(record: {out / RECORDS / (stage.name + '.json')})")
             record.update(status="failed", seconds=round(time.perf_counter() - t0, 2),
                           error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=20))
             _write_json(out / RECORDS / f"{stage.name}.json", record)

@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -104,6 +105,10 @@ class Run:
             from searchrel.data.dataset import load_dataset
 
             ds = load_dataset(d.path)
+        if d.splits is not None:  # before annotation, which keeps held-out queries out of the item text
+            from searchrel.data.splits import make_splits
+
+            ds.splits = make_splits(ds.queries, d.splits.fractions, d.splits.seed)
         annotated = d.annotate is not None and ds.search_log is not None and len(ds.search_log) > 0
         if annotated:
             ds, _ = annotate(ds, d.annotate)
@@ -122,6 +127,7 @@ class Run:
         from searchrel.baselines.embed import embed_predictions
 
         ds, where, metrics = self.dataset(), self.out / "baselines", {}
+        where.mkdir(parents=True, exist_ok=True)
         if self.cfg.baselines.bm25:
             metrics["bm25"] = self._evaluate(bm25_predictions(ds, self.cfg.text, self.split), "bm25", where)
         if self.cfg.baselines.zero_shot:
@@ -130,7 +136,6 @@ class Run:
         return metrics
 
     def teacher(self) -> dict:
-        from searchrel.eval.scorers import load_scorer
         from searchrel.teacher.model import CONFIG_FILE
         from searchrel.teacher.train import train
 
@@ -138,9 +143,8 @@ class Run:
         if not (run / CONFIG_FILE).exists():
             train(self.dataset(), run, self.cfg.train_config(), resume=run.exists())
         rec = json.loads((run / "train.json").read_text())
-        metrics = self._evaluate(load_scorer(run).predict(self.dataset(), self.split), "teacher", run)
-        return metrics | {"steps": rec.get("steps"), "train_minutes": round(rec.get("elapsed_s", 0) / 60, 2),
-                          "tokens_per_s": rec.get("tokens_per_s")}
+        return {"steps": rec.get("steps"), "train_minutes": round(rec.get("elapsed_s", 0) / 60, 2),
+                "tokens_per_s": rec.get("tokens_per_s"), "best_valid": rec.get("best")}
 
     def ablation(self) -> dict:
         from searchrel.experiments.ablate import AblateConfig, ablate
@@ -172,7 +176,6 @@ class Run:
 
     def student(self, factor: float | None) -> dict:
         from searchrel.distill.label import read_labels
-        from searchrel.eval.scorers import load_scorer
         from searchrel.student.train import train_student
 
         ds = self.dataset()
@@ -184,9 +187,8 @@ class Run:
             subset = labels.iloc[np.sort(order[: min(len(labels), round(factor * len(ds.judgments)))])]
         train_student(ds, run, self.cfg.student_train_config(), subset)
         rec = json.loads((run / "train.json").read_text())
-        metrics = self._evaluate(load_scorer(run).predict(ds, self.split), "student", run)
-        return metrics | {"distilled_pairs": rec["distilled_pairs"], "train_pairs": rec["train_pairs"],
-                          "steps": rec["steps"], "train_minutes": round(rec["elapsed_s"] / 60, 2)}
+        return {"distilled_pairs": rec["distilled_pairs"], "train_pairs": rec["train_pairs"], "steps": rec["steps"],
+                "train_minutes": round(rec["elapsed_s"] / 60, 2), "best_valid": rec.get("best")}
 
     def index(self) -> dict:
         from searchrel.index.store import build_index, load_index
@@ -195,41 +197,51 @@ class Run:
         idx = load_index(version, with_faiss=False)
         return {"items": len(idx), "version": idx.version}
 
-    def systems(self) -> list[tuple[str, str, Path]]:
-        """(name, kind, directory) of every evaluated system, in the order the tables show them."""
+    def systems(self) -> list[tuple[str, str, str, Path]]:
+        """(name, kind, file stem, model directory) of every evaluated system, in the order the tables show them;
+        baselines have no model directory (their predictions come from the baselines stage)."""
         out, cfg = self.out, self.cfg
-        systems = []
+        systems: list[tuple[str, str, str, Path | None]] = []
         if cfg.baselines.bm25:
-            systems.append(("BM25", "bm25", out / "baselines"))
+            systems.append(("BM25", "bm25", "bm25", None))
         if cfg.baselines.zero_shot:
-            systems.append((f"zero-shot {cfg.baselines.zero_shot}", "zero-shot", out / "baselines"))
-        systems.append((f"teacher {cfg.teacher.model.backbone}", "teacher", out / "teacher"))
-        if cfg.distill.human_only:
-            systems.append(("student: human labels only", "student", out / "students" / "human"))
-        for a in cfg.distill.amplifications:
-            systems.append((f"student: {factor_name(a)}", "student", out / "students" / factor_name(a)))
+            systems.append((f"zero-shot {cfg.baselines.zero_shot}", "zero-shot", "zero-shot", None))
+        systems.append((f"teacher {cfg.teacher.model.backbone}", "teacher", "teacher", out / "teacher"))
+        factors = ([None] if cfg.distill.human_only else []) + list(cfg.distill.amplifications)
+        for a in factors:
+            step = "human" if a is None else factor_name(a)
+            name = "student: human labels only" if a is None else f"student: {step}"
+            systems.append((name, "student", f"student-{step}", out / "students" / step))
         return systems
 
     def evaluate(self) -> dict:
+        """Every system on the evaluation split (models predicted here, so changing the split or the metrics
+        retrains nothing): eval/predictions-*.parquet, metrics-*.json, systems.json, comparison.*; curve/."""
         from searchrel.eval.evaluate import EvalResult
+        from searchrel.eval.scorers import load_scorer
         from searchrel.experiments.common import write_outputs
         from searchrel.experiments.curve import write_curve
 
         where = self.out / "eval"
         where.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.out / "curve", ignore_errors=True)  # written again below when there is a curve
         entries, results = [], {}
-        for name, kind, d in self.systems():
-            stem = kind  # each stage writes metrics-<kind>.json next to its predictions
+        for name, kind, stem, model in self.systems():
+            d = where
+            if model is None:
+                d = self.out / "baselines"
+            else:
+                self._evaluate(load_scorer(model).predict(self.dataset(), self.split), stem, where)
             results[name] = EvalResult.model_validate_json((d / f"metrics-{stem}.json").read_text())
             entries.append({"name": name, "kind": kind,
                             "predictions": os.path.relpath(d / f"predictions-{stem}.parquet", where),
                             "metrics": os.path.relpath(d / f"metrics-{stem}.json", where)})
-        teacher = next(n for n, k, _ in self.systems() if k == "teacher")
+        teacher = next(n for n, k, _, _ in self.systems() if k == "teacher")
         student = f"student: {factor_name(self.cfg.distill.amplifications[-1])}"
         (where / "systems.json").write_text(json.dumps({"split": self.split, "teacher": teacher, "student": student,
                                                         "systems": entries}, indent=2) + "\n")
         write_outputs(where, "comparison", results, f"{self.dataset().info.name}: comparison ({self.split} split)")
-        students = [n for n, k, _ in self.systems() if k == "student"]
+        students = [n for n, k, _, _ in self.systems() if k == "student"]
         if len(students) > 1:
             steps = [n.removeprefix("student: ") for n in students]
             write_curve(self.out / "curve", {n: results[n] for n in students}, steps, results[teacher],
@@ -237,17 +249,27 @@ class Run:
         return {name: r.overall.get("ndcg@8") for name, r in results.items()}
 
     def latency(self) -> dict:
+        import torch
+
+        from searchrel.models.encode import default_threads
         from searchrel.serve.service import ServeConfig, Service
 
         cfg, ds = self.cfg.latency, self.dataset()
+        torch.set_num_threads(default_threads())  # the same threads whatever ran before in this process
         svc = Service(ServeConfig(index=self.out / "index", student=self.served_student(), cache="memory",
                                   onnx=cfg.onnx))
         split = ds.split_of()
-        queries = ds.queries[ds.queries["query_id"].map(split) == self.split].head(cfg.queries)
-        rng = np.random.default_rng(0)
+        queries = ds.queries.assign(_key=ds.queries["text"].str.strip().str.casefold() + "\0" + ds.queries["language"])
+        queries = queries.drop_duplicates("_key")  # a repeated query would be a cache hit in the cold pass
+        held = queries[queries["query_id"].map(split) == self.split]
+        timed = (held if len(held) else queries).head(cfg.queries)
+        warmup = queries[~queries["query_id"].isin(timed["query_id"])].head(5)
         ids = svc.index.items["item_id"].astype(str).to_numpy()
+        for text, lang in zip(warmup["text"], warmup["language"]):  # one-off costs (sessions, shapes) before timing
+            for n in cfg.candidates:
+                svc.rerank(text, ids[: min(n, len(ids))].tolist(), language=lang)
+        rng = np.random.default_rng(0)
         rows, encode_ms = [], []
-        svc.rerank("warm-up", ids[:8].tolist())
         for n in cfg.candidates:
             n = min(n, len(ids))
             cands = rng.choice(ids, n, replace=False).tolist()
@@ -255,7 +277,7 @@ class Run:
                 if cache == "cold":
                     svc.queries.cache.clear()
                 times = []
-                for text, lang in zip(queries["text"], queries["language"]):
+                for text, lang in zip(timed["text"], timed["language"]):
                     t = time.perf_counter()
                     res = svc.rerank(text, cands, language=lang)
                     times.append(1000 * (time.perf_counter() - t))
@@ -270,7 +292,9 @@ class Run:
         record = {"machine": machine(), "rerank": rows,
                   "query_encode_ms": {"p50": round(float(np.percentile(encode_ms, 50)), 3),
                                       "p99": round(float(np.percentile(encode_ms, 99)), 3)},
-                  "teacher_pairs_per_s": labels.get("pairs_per_s"),
+                  # the teacher's figure is its labelling throughput (batches; the backend and device it ran on)
+                  "teacher_pairs_per_s": labels.get("pairs_per_s") or None,
+                  "teacher_labelling": {"backend": labels.get("backend"), "device": self.cfg.distill.label.device},
                   "student_pairs_per_s": round(1000 * biggest["candidates"] / biggest["p50_ms"], 1),
                   "onnx": cfg.onnx}
         (self.out / "latency").mkdir(parents=True, exist_ok=True)
@@ -278,10 +302,22 @@ class Run:
         return {k: record[k] for k in ("query_encode_ms", "teacher_pairs_per_s", "student_pairs_per_s")}
 
     def report(self) -> dict:
+        from searchrel.pipeline.runner import SUMMARY
         from searchrel.report import build_report
 
+        # the report is the run's last stage: every stage before it has finished
+        summary_path = self.out / SUMMARY
+        summary = json.loads(summary_path.read_text())
+        summary["finished"] = summary.get("finished") or _now()
+        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
         paths = build_report(self.out)
         return {k: str(v) for k, v in paths.items()}
+
+
+def _now() -> str:
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def machine() -> dict:
@@ -305,9 +341,9 @@ def plan(cfg: PipelineConfig, out: Path) -> tuple[Run, list[Stage]]:
     r = Run(cfg, out)
     d = cfg.data
     data_params = _dump(d)
-    if d.source != "synthetic":  # the content of the inputs, not their names
-        data_params["content"] = {"path": files_sha256(Path(d.path)),
-                                  "translations": files_sha256(Path(d.translations)) if d.translations else None}
+    if d.source != "synthetic":  # the content of the inputs, not their names or where the command runs
+        data_params |= {"path": files_sha256(Path(d.path)),
+                        "translations": files_sha256(Path(d.translations)) if d.translations else None}
     text, ev = _dump(cfg.text), _dump(cfg.evaluate)
     # where the teacher trains (CPU or GPU) is how the work runs, not what it is: like the labelling backend
     train = {k: v for k, v in _dump(cfg.train_config()).items() if k != "device"}
@@ -315,8 +351,8 @@ def plan(cfg: PipelineConfig, out: Path) -> tuple[Run, list[Stage]]:
         Stage("data", r.data, data_params | {"text": text}, [], ["dataset"]),
         Stage("baselines", r.baselines, {"baselines": _dump(cfg.baselines), "text": text, "eval": ev}, ["data"],
               ["baselines"]),
-        Stage("teacher", r.teacher, {"train": train, "eval": ev}, ["data"], ["teacher"],
-              resumable=True),
+        # models are evaluated by the evaluate stage: changing the split or the metrics retrains nothing
+        Stage("teacher", r.teacher, {"train": train}, ["data"], ["teacher"], resumable=True),
     ]
     if cfg.ablation.enabled:
         stages.append(Stage("ablation", r.ablation, {"ablation": _dump(cfg.ablation), "train": train, "eval": ev},
@@ -328,7 +364,7 @@ def plan(cfg: PipelineConfig, out: Path) -> tuple[Run, list[Stage]]:
         Stage("sample", r.sample, {"sample": _dump(sample), "text": text}, ["data"], ["distill/pairs.parquet"]),
         Stage("label", r.label, label, ["sample", "teacher"], ["distill/labels"], resumable=True),
     ]
-    student = {"train": _dump(cfg.student_train_config()), "eval": ev}
+    student = {"train": _dump(cfg.student_train_config())}
     if cfg.distill.human_only:
         stages.append(Stage("student-human", lambda: r.student(None), student, ["data"], ["students/human"]))
     for a in cfg.distill.amplifications:
@@ -342,7 +378,8 @@ def plan(cfg: PipelineConfig, out: Path) -> tuple[Run, list[Stage]]:
     students = [s.name for s in stages if s.name.startswith("student-")]
     stages += [
         Stage("index", r.index, index, ["data", served], ["index"]),
-        Stage("evaluate", r.evaluate, {"eval": ev}, ["baselines", "teacher", *students], ["eval", "curve"]),
+        Stage("evaluate", r.evaluate, {"eval": ev}, ["baselines", "teacher", *students],
+              ["eval", "curve"] if len(students) > 1 else ["eval"]),
     ]
     if cfg.latency.enabled:
         stages.append(Stage("latency", r.latency, _dump(cfg.latency), ["index", "label"], ["latency"]))

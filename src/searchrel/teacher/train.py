@@ -135,14 +135,15 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
     if run.exists() and any(run.iterdir()) and not resume:
         raise FileExistsError(f"{run} is not empty: pass resume=True (--resume) to continue it, or choose another --out")
     run.mkdir(parents=True, exist_ok=True)
+    cfg = cfg.model_copy(update={"teacher": cfg.teacher.model_copy(update={"scale": ds.info.scale})})
     if resume and (run / "train.json").exists():
         saved = TrainConfig.model_validate(json.loads((run / "train.json").read_text())["config"])
-        if saved.model_dump(exclude={"max_minutes"}) != cfg.model_dump(exclude={"max_minutes"}):
+        same = {"max_minutes", "device"}  # the budget may grow and the device change; nothing else
+        if saved.model_dump(exclude=same) != cfg.model_dump(exclude=same):
             raise ValueError(f"{run} was started with another configuration; resume it with the same options")
     torch.set_num_threads(os.cpu_count() or 1)
     device = resolve_device(cfg.device)
     bf16 = bf16_native(device) if cfg.bf16 is None else cfg.bf16
-    cfg = cfg.model_copy(update={"teacher": cfg.teacher.model_copy(update={"scale": ds.info.scale})})
 
     model, tokenizer = new_teacher(cfg.teacher, cfg.seed)
     model.to(device)
