@@ -401,10 +401,14 @@ def latency(run: Run, out: Path) -> Section:
     if q := lat.get("query_encode_ms"):
         other.append(["query encoding", f"p50 {_ms(q.get('p50'))} ms, p99 {_ms(q.get('p99'))} ms"])
     t, s = lat.get("teacher_pairs_per_s"), lat.get("student_pairs_per_s")
-    for name, v in (("teacher", t), ("student", s)):
-        other.append([f"{name} throughput", "—" if v is None else f"{v:,.0f} pairs/s"])
+    how = lat.get("teacher_labelling") or {}
+    where = ", ".join(f"{k} {v}" for k, v in how.items() if v)
+    other.append(["teacher throughput (labelling, batched" + (f"; {where})" if where else ")"),
+                  "—" if t is None else f"{t:,.0f} pairs/s"])
+    other.append(["student throughput (one request, warm cache, largest candidate set)",
+                  "—" if s is None else f"{s:,.0f} pairs/s"])
     if t and s:
-        other.append(["student / teacher", f"{s / t:,.1f}x"])
+        other.append(["student / teacher (different setups: see above)", f"{s / t:,.1f}x"])
     sec.blocks.append(Table(["", "value"], other))
     return sec
 
