@@ -165,7 +165,9 @@ def test_a_failed_or_killed_refresh_leaves_the_live_version(student_dir, world, 
     vdir = refresh_index(student_dir, ds, out, **FAST)
     assert vdir.name == "2" and not junk.exists() and load_index(out).version == "2"
     # a second writer is refused while one holds the lock
-    with store._writer_lock(out), pytest.raises(FileExistsError, match="another build"):
+    from searchrel.locks import exclusive
+
+    with exclusive(out / store.LOCK, "held"), pytest.raises(FileExistsError, match="another build"):
         refresh_index(student_dir, ds, out, **FAST)
 
 

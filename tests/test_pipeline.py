@@ -177,6 +177,16 @@ def test_a_failed_stage_is_recorded_and_the_next_run_starts_there(first_run, con
     assert [n for n, s in stages(copy).items() if s == "done"] == ["latency", "report"]
 
 
+def test_a_second_run_into_the_same_directory_is_refused(config, tmp_path):
+    from searchrel.locks import exclusive
+
+    out = tmp_path / "r"
+    out.mkdir()
+    with exclusive(out / ".lock", "held"):  # as a first run would hold it
+        res = CliRunner().invoke(app, ["run", str(config), "--out", str(out)])
+    assert res.exit_code == 2 and "another `searchrel run`" in " ".join(res.output.split())
+
+
 @pytest.mark.parametrize("override, says", [
     (["--set", "teacher.train.max_minuts=3"], "unknown config key teacher.train.'max_minuts'"),
     (["--set", "data.source=crowdflower"], "needs data.path"),

@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset, load_dataset
+from searchrel.locks import exclusive
 from searchrel.progress import console, step
 
 CURRENT = "CURRENT"
@@ -309,22 +310,6 @@ def _write_current(out: Path, name: str) -> None:
     _fsync_dir(out)
 
 
-@contextlib.contextmanager
-def _writer_lock(out: Path):
-    """One writer per index directory (flock: released by the kernel if the process dies)."""
-    import fcntl
-
-    with open(out / LOCK, "a+") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise FileExistsError(f"{out}: another build or refresh is writing this index") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or (any(p.name != LOCK for p in out.iterdir())
                                               and not (out / VERSIONS).is_dir())):
@@ -526,7 +511,7 @@ def _update(student_dir, dataset, out, cfg: IndexConfig, reuse: bool) -> Path:
     ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     out = Path(out)
     _check_out(out)
-    with _writer_lock(out):
+    with exclusive(out / LOCK, f"{out}: another build or refresh is writing this index"):
         _clean_tmp(out)
         live_name = _read_current(out)
         live_manifest_ = json.loads((out / VERSIONS / live_name / MANIFEST).read_text()) if live_name else None

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from searchrel import __version__
+from searchrel.locks import exclusive
 from searchrel.progress import console
 
 RECORDS = "stages"
@@ -84,8 +85,14 @@ def _drop_unplanned(out: Path, planned: set[str]) -> None:
 
 
 def run_stages(stages: list[Stage], out: Path, name: str, config: dict, force: frozenset[str] = frozenset()) -> dict:
-    """Run ``stages`` in order into ``out``; return the run summary (also written to ``out/run.json``)."""
+    """Run ``stages`` in order into ``out``; return the run summary (also written to ``out/run.json``). One run at
+    a time per directory: a second one is refused while the first holds ``out/.lock``."""
     out.mkdir(parents=True, exist_ok=True)
+    with exclusive(out / ".lock", f"{out}: another `searchrel run` is writing this run directory"):
+        return _run(stages, out, name, config, force)
+
+
+def _run(stages: list[Stage], out: Path, name: str, config: dict, force: frozenset[str]) -> dict:
     (out / RECORDS).mkdir(exist_ok=True)
     unknown = set(force) - {s.name for s in stages} - {"all"}
     if unknown:
