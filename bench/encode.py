@@ -226,17 +226,23 @@ def markdown(res: dict) -> str:
     return "\n".join(lines)
 
 
+def write_result(res: dict, name: str, out: Path | None, summary: str) -> Path:
+    """Write a benchmark's JSON (default: bench/results/<name>-<date>.json), print its Markdown summary."""
+    out = out or Path(__file__).parent / "results" / f"{name}-{res['date']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(summary)
+    print(f"\nwrote {out}", file=sys.stderr)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--quick", action="store_true", help="a quarter of the texts (smoke test)")
     args = ap.parse_args()
     res = run(args.quick)
-    out = args.out or Path(__file__).parent / "results" / f"encode-{res['date']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2) + "\n")
-    print(markdown(res))
-    print(f"\nwrote {out}", file=sys.stderr)
+    write_result(res, "encode", args.out, markdown(res))
 
 
 if __name__ == "__main__":

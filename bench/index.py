@@ -38,7 +38,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("SEARCHREL_PROGRESS", "0")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from encode import machine_info, max_rss_mb  # noqa: E402  (the same machine record as bench/encode.py)
+from encode import machine_info, max_rss_mb, write_result  # noqa: E402  (the same machine record and output)
 
 COLD = """
 import json, sys, time
@@ -196,11 +196,7 @@ def main() -> None:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         res = run(args.world, args.changed, workdir)
-    out = args.out or Path(__file__).parent / "results" / f"index-{res['date']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=2) + "\n")
-    print(markdown(res))
-    print(f"\nwrote {out}", file=sys.stderr)
+    write_result(res, "index", args.out, markdown(res))
 
 
 if __name__ == "__main__":
