@@ -56,14 +56,17 @@ class System:
 
     def predicted_grades(self, grades: list[int]) -> pd.Series | None:
         """The decoded ``grade`` column, else the most probable grade, else None (a ranker only)."""
-        if self.predictions is None:
-            return None
-        if "grade" in self.predictions:
-            return self.predictions["grade"].astype(int)
-        if cols := self.prob_columns(grades):
-            return pd.Series(np.array(grades)[self.predictions[cols].to_numpy(float).argmax(1)],
-                             index=self.predictions.index)
-        return None
+        return None if self.predictions is None else predicted_grades(self.predictions, grades)
+
+
+def predicted_grades(frame: pd.DataFrame, grades: list[int]) -> pd.Series | None:
+    """A prediction frame's decoded ``grade`` column, else its most probable grade, else None (a ranker only)."""
+    if "grade" in frame:
+        return frame["grade"].astype(int)
+    cols = [f"p_{g}" for g in grades]
+    if all(c in frame for c in cols):
+        return pd.Series(np.array(grades)[frame[cols].to_numpy(float).argmax(1)], index=frame.index)
+    return None
 
 
 @dataclass

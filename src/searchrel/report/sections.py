@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from searchrel.eval.charts import bar_chart, line_chart
 from searchrel.eval.evaluate import EvalResult
 from searchrel.eval.tables import HEADLINE
 from searchrel.report import analysis
 from searchrel.report import charts as C
-from searchrel.report.collect import READ_ERRORS, Run, System, describe
+from searchrel.report.collect import READ_ERRORS, Run, System, describe, predicted_grades
 from searchrel.report.document import Bold, Details, Document, Figure, Markup, Note, Paragraph, Section, Table
 
 PRIMARY = "ndcg@8"  # the metric the per-slice tables, the ablation and the curve follow
@@ -254,9 +255,15 @@ def by_country(run: Run, out: Path) -> Section:
 
 # --- grades: confusion and calibration --------------------------------------------------------------------
 
-def _graded(run: Run) -> list[System]:
-    grades = run.dataset.info.scale.grades if run.dataset is not None else []
-    return [s for s in run.systems if s.predictions is not None and s.predicted_grades(grades) is not None]
+def _judged(run: Run, keep: Callable[[System], bool]) -> dict[str, pd.DataFrame]:
+    """Per system ``keep`` accepts: its predictions on the split's judged pairs, with the human ``label``."""
+    frames = {}
+    for s in run.systems:
+        if s.predictions is not None and keep(s):
+            df = analysis.labelled(run.dataset, s, run.split)
+            if len(df):
+                frames[s.name] = df
+    return frames
 
 
 def _needs_predictions(run: Run, sec: Section) -> bool:
@@ -275,13 +282,8 @@ def confusion(run: Run, out: Path) -> Section:
         return sec
     ds = run.dataset
     grades = ds.info.scale.grades
-    mats = {}
-    for s in _graded(run):
-        df = analysis.labelled(ds, s, run.split)
-        keyed = s.predictions[["query_id", "item_id"]].assign(_pred=s.predicted_grades(grades).to_numpy())
-        df = df.merge(keyed, on=["query_id", "item_id"])
-        if len(df):
-            mats[s.name] = analysis.confusion(df["label"].to_numpy(), df["_pred"].to_numpy(), grades)
+    mats = {name: analysis.confusion(df["label"].to_numpy(), predicted_grades(df, grades).to_numpy(), grades)
+            for name, df in _judged(run, lambda s: s.predicted_grades(grades) is not None).items()}
     if not mats:
         sec.blocks.append(Note("Not part of this run (no system predicts grades)."))
         return sec
@@ -300,12 +302,9 @@ def calibration(run: Run, out: Path) -> Section:
         return sec
     ds = run.dataset
     grades = ds.info.scale.grades
-    cals = {}
-    for s in run.systems:
-        if cols := s.prob_columns(grades):
-            df = analysis.labelled(ds, s, run.split)
-            if len(df):
-                cals[s.name] = analysis.calibration(df[cols].to_numpy(float), df["label"].to_numpy(), grades)
+    cols = [f"p_{g}" for g in grades]
+    cals = {name: analysis.calibration(df[cols].to_numpy(float), df["label"].to_numpy(), grades)
+            for name, df in _judged(run, lambda s: bool(s.prob_columns(grades))).items()}
     if not cals:
         sec.blocks.append(Note("Not part of this run (no system gives grade probabilities)."))
         return sec
