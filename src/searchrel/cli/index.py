@@ -47,23 +47,22 @@ _FAISS = typer.Option(_C["faiss"], help=f"auto (flat below {_C['hnsw_min_items']
 _KEEP = typer.Option(_C["keep"], help="versions kept after publishing (the live one included)")
 
 
-@index_app.command("build")
-@user_errors
-def build_cmd(student: Path = _STUDENT, dataset: Path = _DATASET, out: Path = _OUT, backend: str = _BACKEND,
-              batch_size: int = _BATCH, ray_address: str | None = _ADDRESS, ray_actors: int = _ACTORS,
-              faiss: str = _FAISS, keep: int = _KEEP) -> None:
-    """Embed every item and publish a new index version."""
-    from searchrel.index.store import build_index
+def _command(update: str, doc: str):
+    """``index build`` and ``index refresh`` take the same options and differ only in the store function."""
 
-    _summary(build_index(student, dataset, out, _config(backend, batch_size, ray_address, ray_actors, faiss, keep)))
-
-
-@index_app.command("refresh")
-@user_errors
-def refresh_cmd(student: Path = _STUDENT, dataset: Path = _DATASET, out: Path = _OUT, backend: str = _BACKEND,
+    @user_errors
+    def command(student: Path = _STUDENT, dataset: Path = _DATASET, out: Path = _OUT, backend: str = _BACKEND,
                 batch_size: int = _BATCH, ray_address: str | None = _ADDRESS, ray_actors: int = _ACTORS,
                 faiss: str = _FAISS, keep: int = _KEEP) -> None:
-    """Re-embed only new and changed items, copy the rest, drop deleted ones; a full build if the model changed."""
-    from searchrel.index.store import refresh_index
+        from searchrel.index import store
 
-    _summary(refresh_index(student, dataset, out, _config(backend, batch_size, ray_address, ray_actors, faiss, keep)))
+        cfg = _config(backend, batch_size, ray_address, ray_actors, faiss, keep)
+        _summary(getattr(store, update)(student, dataset, out, cfg))
+
+    command.__doc__ = doc
+    return command
+
+
+index_app.command("build")(_command("build_index", "Embed every item and publish a new index version."))
+index_app.command("refresh")(_command("refresh_index", "Re-embed only new and changed items, copy the rest, drop "
+                                                       "deleted ones; a full build if the model changed."))
