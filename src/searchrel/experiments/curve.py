@@ -33,6 +33,13 @@ class CurveConfig(BaseModel):
     metric: str = "ndcg@8"
 
 
+def distilled_subset(labels, factor: float, n_human: int, seed: int):
+    """The first ``factor`` × ``n_human`` labelled pairs of one seeded permutation, in pair order: subsets of
+    growing factors are nested (x1 is part of x10), so a curve varies the amount of distilled data only."""
+    order = np.random.default_rng(seed).permutation(len(labels))
+    return labels.iloc[np.sort(order[: min(len(labels), round(factor * n_human))])]
+
+
 def _factor(a: float) -> str:
     return f"x{a:g}"
 
@@ -58,7 +65,6 @@ def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, 
         save_pairs(sample_pairs(ds, sample_cfg, teacher_text), pairs_path, ds, sample_cfg)
     labels_dir = label_pairs(teacher, pairs_path, out / "labels", cfg.label, dataset=ds)
     labels = read_labels(labels_dir)
-    order = np.random.default_rng(cfg.sample.seed).permutation(len(labels))
     n_human = len(ds.judgments)
 
     ev = EvalConfig(split=cfg.split)
@@ -68,7 +74,7 @@ def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, 
     runs = [("human labels only", None, "student-human")] + [(_factor(a), a, f"student-{_factor(a)}") for a in factors]
     for label, factor, name in runs:
         run = out / name
-        subset = None if factor is None else labels.iloc[np.sort(order[: min(len(labels), round(factor * n_human))])]
+        subset = None if factor is None else distilled_subset(labels, factor, n_human, cfg.sample.seed)
         if not (run / "student.json").exists():
             if run.exists():  # an interrupted student: start it again
                 import shutil

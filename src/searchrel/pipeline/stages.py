@@ -176,15 +176,15 @@ class Run:
 
     def student(self, factor: float | None) -> dict:
         from searchrel.distill.label import read_labels
+        from searchrel.experiments.curve import distilled_subset
         from searchrel.student.train import train_student
 
         ds = self.dataset()
         run = self.out / "students" / ("human" if factor is None else factor_name(factor))
         subset = None
         if factor is not None:  # nested random subsets of one labelled sample: x1 is part of x10
-            labels = read_labels(self.out / "distill" / "labels")
-            order = np.random.default_rng(self.cfg.distill.sample.seed).permutation(len(labels))
-            subset = labels.iloc[np.sort(order[: min(len(labels), round(factor * len(ds.judgments)))])]
+            subset = distilled_subset(read_labels(self.out / "distill" / "labels"), factor, len(ds.judgments),
+                                      self.cfg.distill.sample.seed)
         train_student(ds, run, self.cfg.student_train_config(), subset)
         rec = json.loads((run / "train.json").read_text())
         return {"distilled_pairs": rec["distilled_pairs"], "train_pairs": rec["train_pairs"], "steps": rec["steps"],
