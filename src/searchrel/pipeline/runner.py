@@ -48,11 +48,11 @@ def stage_key(stage: Stage, upstream: dict[str, str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _write_json(path: Path, data: dict) -> None:
+def write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     tmp.replace(path)
@@ -98,7 +98,7 @@ def _run(stages: list[Stage], out: Path, name: str, config: dict, force: frozens
     if unknown:
         raise ValueError(f"--force {', '.join(sorted(unknown))}: no such stage (stages: "
                          f"{', '.join(s.name for s in stages)})")
-    summary = {"name": name, "config": config, "stages": [], "started": _now(), "finished": None}
+    summary = {"name": name, "config": config, "stages": [], "started": now(), "finished": None}
     _drop_unplanned(out, {s.name for s in stages})
     keys: dict[str, str] = {}
     ran: set[str] = set()  # stages that ran in this call: what reads them is stale even with its key unchanged
@@ -121,9 +121,9 @@ def _run(stages: list[Stage], out: Path, name: str, config: dict, force: frozens
             for p in outputs:
                 _remove(p)
         record = {"stage": stage.name, "key": key, "params": stage.params,
-                  "deps": {d: keys[d] for d in stage.deps}, "status": "running", "started": _now(),
+                  "deps": {d: keys[d] for d in stage.deps}, "status": "running", "started": now(),
                   "resumed": resume, "seconds": None, "metrics": {}, "artefacts": stage.outputs}
-        _write_json(out / RECORDS / f"{stage.name}.json", record)
+        write_json(out / RECORDS / f"{stage.name}.json", record)
         console.rule(f"[bold]stage {stage.name}[/]" + (" (resuming)" if resume else ""))
         t0 = time.perf_counter()
         ran.add(stage.name)
@@ -134,16 +134,16 @@ def _run(stages: list[Stage], out: Path, name: str, config: dict, force: frozens
                           f"(record: {out / RECORDS / (stage.name + '.json')})")
             record.update(status="failed", seconds=round(time.perf_counter() - t0, 2),
                           error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=20))
-            _write_json(out / RECORDS / f"{stage.name}.json", record)
+            write_json(out / RECORDS / f"{stage.name}.json", record)
             summary["stages"].append({"name": stage.name, "status": "failed", "key": key,
                                       "seconds": record["seconds"]})
-            _write_json(out / SUMMARY, summary)
+            write_json(out / SUMMARY, summary)
             raise
-        record.update(status="done", seconds=round(time.perf_counter() - t0, 2), finished=_now(), metrics=metrics)
-        _write_json(out / RECORDS / f"{stage.name}.json", record)
+        record.update(status="done", seconds=round(time.perf_counter() - t0, 2), finished=now(), metrics=metrics)
+        write_json(out / RECORDS / f"{stage.name}.json", record)
         summary["stages"].append({"name": stage.name, "status": "done", "key": key, "seconds": record["seconds"]})
-        _write_json(out / SUMMARY, summary)
+        write_json(out / SUMMARY, summary)
         console.print(f"stage {stage.name}: done in {record['seconds']:.1f} s")
-    summary["finished"] = _now()
-    _write_json(out / SUMMARY, summary)
+    summary["finished"] = now()
+    write_json(out / SUMMARY, summary)
     return summary

@@ -302,22 +302,14 @@ class Run:
         return {k: record[k] for k in ("query_encode_ms", "teacher_pairs_per_s", "student_pairs_per_s")}
 
     def report(self) -> dict:
-        from searchrel.pipeline.runner import SUMMARY
+        from searchrel.pipeline.runner import SUMMARY, now, write_json
         from searchrel.report import build_report
 
         # the report is the run's last stage: every stage before it has finished
-        summary_path = self.out / SUMMARY
-        summary = json.loads(summary_path.read_text())
-        summary["finished"] = summary.get("finished") or _now()
-        summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        summary = json.loads((self.out / SUMMARY).read_text())
+        write_json(self.out / SUMMARY, summary | {"finished": summary.get("finished") or now()})
         paths = build_report(self.out)
         return {k: str(v) for k, v in paths.items()}
-
-
-def _now() -> str:
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def machine() -> dict:
