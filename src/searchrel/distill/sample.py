@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from searchrel.annotate.text import TextConfig, build_item_texts
 from searchrel.data.dataset import Dataset
+from searchrel.data.tables import is_parquet, read_parquet_table, read_table
 from searchrel.distill.config import SampleConfig
 from searchrel.progress import console, track
 
@@ -137,12 +138,12 @@ def read_pairs(path: str | Path) -> tuple[pd.DataFrame, dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such pairs file")
-    if path.suffix == ".parquet":
-        table = pq.read_table(path)
+    if is_parquet(path):  # by content: a pairs file need not be named .parquet
+        table = read_parquet_table(path)
         meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
         df = table.to_pandas()
     else:
-        df, meta = pd.read_csv(path, dtype=str), {}
+        df, meta = read_table(path, dtype=str), {}
     missing = {"query_id", "item_id"} - set(df.columns)
     if missing:
         raise ValueError(f"{path}: pairs need columns query_id, item_id (missing {', '.join(sorted(missing))})")

@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from searchrel.data.dataset import Dataset, DatasetError
+from searchrel.data.tables import read_table
 from searchrel.eval import metrics as M
 
 
@@ -53,14 +54,7 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"{path}: no such predictions file")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        df = pd.read_parquet(path)
-    elif suffix in (".jsonl", ".json"):
-        df = pd.read_json(path, lines=suffix == ".jsonl", dtype={"query_id": str, "item_id": str})
-    else:
-        df = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype={"query_id": str, "item_id": str})
-    return df
+    return read_table(path, dtype={"query_id": str, "item_id": str})
 
 
 def _attach(ds: Dataset, preds: pd.DataFrame, split: str, pairs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, int]:
