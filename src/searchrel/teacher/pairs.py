@@ -53,6 +53,21 @@ def length_batches(lengths: Sequence[int], batch_size: int, seed: int | None = N
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def query_batches(query_codes: Sequence[int], batch_size: int, seed: int) -> list[np.ndarray]:
+    """Batches of one query's pairs each (a query with more than ``batch_size`` pairs gives several), shuffled
+    deterministically by ``seed``: what a listwise loss needs to compare a query's items with each other."""
+    codes = np.asarray(query_codes)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(codes))
+    order = order[np.argsort(codes[order], kind="stable")]  # grouped by query, shuffled within
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    batches = []
+    for rows in np.split(order, bounds):
+        n_chunks = max(1, -(-len(rows) // batch_size))
+        batches.extend(np.array_split(rows, n_chunks))  # even chunks: no 1-item remainder
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
 def collate(ids: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ``input_ids`` and ``attention_mask`` for one batch, padded to its longest row."""
     width = max(len(x) for x in ids)

@@ -31,7 +31,8 @@ from searchrel.progress import console, step
 from searchrel.teacher.features import pair_features
 from searchrel.teacher.config import TrainConfig
 from searchrel.teacher.model import CrossEncoder, new_teacher
-from searchrel.teacher.pairs import collate, encode_pairs, length_batches
+from searchrel.teacher.losses import grade_cross_entropy, listnet_loss
+from searchrel.teacher.pairs import collate, encode_pairs, length_batches, query_batches
 from searchrel.models.device import autocast, bf16_native, resolve_device
 from searchrel.teacher.predict import pair_frame, predict_probs
 from searchrel.teacher.thresholds import fit_thresholds
@@ -161,6 +162,9 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
     lengths = [len(x) for x in ids]
     variance = train_pairs["rater_variance"].to_numpy(float) if "rater_variance" in train_pairs else None
     targets = _targets(train_pairs["label"].to_numpy(), variance, cfg)
+    grade_values = torch.tensor(tcfg.scale.grades, dtype=torch.float32)
+    label_values = torch.tensor(train_pairs["label"].to_numpy(), dtype=torch.float32)
+    query_codes = torch.from_numpy(pd.factorize(train_pairs["query_id"])[0].astype(np.int64))
     steps_per_epoch = math.ceil(len(ids) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     opt, sched = _optimizer(model, cfg, total)
@@ -194,14 +198,20 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
     with step(f"training teacher ({tcfg.backbone})", total=total) as advance:
         advance(prog.global_step)
         while not stop and prog.epoch < cfg.epochs:
-            batches = length_batches(lengths, cfg.batch_size, seed=cfg.seed * 1000 + prog.epoch)
+            seed = cfg.seed * 1000 + prog.epoch
+            batches = (query_batches(query_codes.numpy(), cfg.batch_size, seed) if cfg.listwise_weight
+                       else length_batches(lengths, cfg.batch_size, seed=seed))
             while prog.batch < len(batches):
                 b = batches[prog.batch]
                 input_ids, mask = collate([ids[i] for i in b], tokenizer.pad_token_id)
                 feats = None if features is None else torch.from_numpy(features[b]).to(device)
                 with autocast(bf16, device):
                     logits = model(input_ids.to(device), mask.to(device), feats)
-                loss = torch.sum(-targets[b].to(device) * torch.log_softmax(logits.float(), -1), -1).mean()
+                loss = grade_cross_entropy(logits, targets[b].to(device))
+                if cfg.listwise_weight:
+                    expected = torch.softmax(logits.float(), -1) @ grade_values.to(device)
+                    loss = loss + cfg.listwise_weight * listnet_loss(expected, label_values[b].to(device),
+                                                                     query_codes[b].to(device))
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
                 opt.step()
