@@ -33,6 +33,7 @@ zero_shot = "{m}"
 backbone = "{m}"
 max_length = 48
 [teacher.train]
+recipe = "cross_encoder"
 epochs = 1
 batch_size = 16
 eval_every = 5

@@ -157,7 +157,7 @@ def test_cli_train_predict_eval(tiny_bert, tmp_path):
     ds = _dataset()
     ds.save(tmp_path / "ds")
     run = CliRunner().invoke(app, ["teacher", "train", str(tmp_path / "ds"), "--out", str(tmp_path / "t"),
-                                   "--backbone", str(tiny_bert), "--fields", "title,image_caption", "--epochs", "1",
+                                   "--recipe", "cross_encoder", "--backbone", str(tiny_bert), "--fields", "title,image_caption", "--epochs", "1",
                                    "--batch-size", "4", "--max-length", "32"])
     assert run.exit_code == 0, run.output
     run = CliRunner().invoke(app, ["teacher", "predict", str(tmp_path / "t"), str(tmp_path / "ds"), "--out",
@@ -174,7 +174,7 @@ def test_cli_train_predict_eval(tiny_bert, tmp_path):
     run = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--model", str(tmp_path / "ds")])
     assert run.exit_code == 2 and "not a trained model directory" in run.output
     run = CliRunner().invoke(app, ["teacher", "train", str(tmp_path / "ds"), "--out", str(tmp_path / "t2"),
-                                   "--backbone", "no-such-model"])
+                                   "--recipe", "cross_encoder", "--backbone", "no-such-model"])
     assert run.exit_code == 2 and "unknown model 'no-such-model'" in run.output
 
 

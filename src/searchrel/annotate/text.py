@@ -113,3 +113,23 @@ def build_item_texts(items: pd.DataFrame, config: TextConfig,
     config.check(list(items.columns))
     texts = [build_item_text(row, config, tokenize) for row in items[config.fields].to_dict("records")]
     return pd.Series(texts, index=items["item_id"].to_numpy(), name="text")
+
+
+def split_item_text(text: str, config: TextConfig) -> dict[str, str]:
+    """The fields of a text that ``build_item_text`` made with labels (its inverse, up to each field's budget).
+
+    A field value that itself contains `` | `` stays whole: a part counts as a new field only where it starts with
+    the label of one of ``config.fields``. Fields the text lacks (empty on the item) map to ``""``."""
+    out = {f: "" for f in config.fields}
+    if not config.with_labels:
+        raise ValueError("split_item_text needs texts built with field labels (TextConfig.with_labels)")
+    prefixes = {f"{LABELS.get(f, f.replace('_', ' '))}: ": f for f in config.fields}
+    current = None
+    for part in text.split(" | "):
+        field = next((f for p, f in prefixes.items() if part.startswith(p)), None)
+        if field is not None:
+            current = field
+            out[field] = part[len(next(p for p, f in prefixes.items() if f == field)):]
+        elif current is not None:
+            out[current] += " | " + part
+    return out

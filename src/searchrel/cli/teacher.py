@@ -8,13 +8,13 @@ import typer
 
 from searchrel.cli.common import console, text_config, user_errors, write_table
 from searchrel.data.dataset import load_dataset
-from searchrel.teacher.config import LoraOptions, TeacherConfig, TrainConfig
+from searchrel.teacher.config import BiEncoderConfig, LoraOptions, TeacherConfig, TrainConfig
 
 teacher_app = typer.Typer(help="The cross-encoder teacher.", no_args_is_help=True)
 
 # Defaults are declared once, in the typed configs; the options only show them.
 _T = {k: f.default for k, f in TeacherConfig.model_fields.items()}
-_R = {k: f.default for k, f in TrainConfig.model_fields.items()}
+_R = TrainConfig().model_dump()
 
 
 @teacher_app.command("train")
@@ -22,7 +22,12 @@ _R = {k: f.default for k, f in TrainConfig.model_fields.items()}
 def train_cmd(
     dataset: Path = typer.Argument(..., help="dataset directory (its train/valid split is used)"),
     out: Path = typer.Option(..., help="run directory: checkpoints, then the finished teacher"),
-    backbone: str = typer.Option(_T["backbone"], help="registered name (me5-small, gemma-3-270m), local path or hub id"),
+    recipe: str = typer.Option(_R["recipe"], help="ensemble (members stacked on valid) or cross_encoder (one model)"),
+    members: str = typer.Option(",".join(_R["members"]), help="ensemble members: biencoder, cross_encoder, "
+                                "text_match, embed:MODEL"),
+    biencoder_backbone: str = typer.Option(BiEncoderConfig().backbone, help="the bi-encoder member's embedding model"),
+    backbone: str = typer.Option(_T["backbone"], help="the cross-encoder's backbone: registered name (me5-small, "
+                                 "embeddinggemma-300m, gemma-3-270m), local path or hub id"),
     fields: str | None = typer.Option(None, help="item fields, comma-separated (default: the filled core fields)"),
     budgets: str | None = typer.Option(None, help="per-field token budgets, e.g. description=96"),
     epochs: int = typer.Option(_R["epochs"]),
@@ -35,6 +40,7 @@ def train_cmd(
     train_languages: str | None = typer.Option(None, help="train on these query languages only, e.g. en"),
     label_smoothing: float = typer.Option(_R["label_smoothing"]),
     soft_targets: bool = typer.Option(_R["soft_targets"], help="spread targets by rater_variance"),
+    listwise_weight: float = typer.Option(_R["listwise_weight"], help="weight of the ListNet loss over each query's items (0: pointwise only)"),
     unfreeze_embeddings: bool = typer.Option(False, help="also train the word-embedding table (slow, hurts other languages)"),
     freeze_layers: int = typer.Option(_T["freeze_layers"], help="freeze the lowest N transformer layers"),
     zero_shot_feature: bool = typer.Option(_T["zero_shot_feature"], help="give the head the frozen backbone's query-item cosine"),
@@ -45,7 +51,7 @@ def train_cmd(
     resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
 ) -> None:
     """Fine-tune the teacher on the human labels of DATASET."""
-    from searchrel.teacher.train import train
+    from searchrel.teacher.recipe import train_teacher
 
     ds = load_dataset(dataset)
     text = text_config(ds, fields, budgets)
@@ -53,11 +59,14 @@ def train_cmd(
                             freeze_embeddings=not unfreeze_embeddings, freeze_layers=freeze_layers,
                             zero_shot_feature=zero_shot_feature,
                             lora=LoraOptions(r=lora, alpha=2 * lora) if lora else None)
-    cfg = TrainConfig(teacher=teacher, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size,
+    if recipe not in ("ensemble", "cross_encoder"):
+        raise ValueError(f"unknown recipe {recipe!r}: ensemble or cross_encoder")
+    cfg = TrainConfig(recipe=recipe, members=[m.strip() for m in members.split(",") if m.strip()],
+                      biencoder=BiEncoderConfig(backbone=biencoder_backbone), teacher=teacher, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size,
                       max_minutes=max_minutes, select_metric=select_metric, label_smoothing=label_smoothing,
-                      soft_targets=soft_targets, seed=seed, bf16=False if fp32 else None, device=device,
+                      soft_targets=soft_targets, listwise_weight=listwise_weight, seed=seed, bf16=False if fp32 else None, device=device,
                       train_languages=train_languages.split(",") if train_languages else None)
-    path = train(ds, out, cfg, resume=resume)
+    path = train_teacher(ds, out, cfg, resume=resume)
     console.print(f"teacher -> {path}  (evaluate: searchrel eval --model {path} --data {dataset})")
 
 

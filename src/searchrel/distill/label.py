@@ -73,7 +73,7 @@ class TeacherLabeler:
 
         from searchrel.models.device import resolve_device
         from searchrel.models.encode import Encoder, cpu_has_bf16, default_threads
-        from searchrel.teacher.model import load_teacher
+        from searchrel.teacher.model import CrossEncoder, load_teacher
 
         torch.set_num_threads(default_threads())
         self.device = resolve_device(device)
@@ -84,8 +84,8 @@ class TeacherLabeler:
         # the shared fast path (bf16 TorchScript, shape buckets) for encoder teachers on bf16 CPUs; others, and GPUs,
         # run eager under autocast
         self.fast = None
-        if (self.device.type == "cpu" and (bf16 if bf16 is not None else cpu_has_bf16()) and not cfg.is_decoder
-                and self.model.n_features == 0):
+        if (isinstance(self.model, CrossEncoder) and self.device.type == "cpu"
+                and (bf16 if bf16 is not None else cpu_has_bf16()) and not cfg.is_decoder and self.model.n_features == 0):
             self.fast = Encoder.for_module(self.model.backbone, self.tokenizer.pad_token_id,
                                            pooling=self.model.pooling, precision="bf16")
 

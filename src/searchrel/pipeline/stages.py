@@ -137,11 +137,11 @@ class Run:
 
     def teacher(self) -> dict:
         from searchrel.teacher.model import CONFIG_FILE
-        from searchrel.teacher.train import train
+        from searchrel.teacher.recipe import train_teacher
 
         run = self.out / "teacher"
         if not (run / CONFIG_FILE).exists():
-            train(self.dataset(), run, self.cfg.train_config(), resume=run.exists())
+            train_teacher(self.dataset(), run, self.cfg.train_config(), resume=run.exists())
         rec = json.loads((run / "train.json").read_text())
         return {"steps": rec.get("steps"), "train_minutes": round(rec.get("elapsed_s", 0) / 60, 2),
                 "tokens_per_s": rec.get("tokens_per_s"), "best_valid": rec.get("best")}

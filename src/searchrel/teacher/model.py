@@ -165,12 +165,17 @@ def _with_lora(backbone, opts: LoraOptions):
 
 
 def load_teacher(path: str | Path, device: str = "cpu") -> tuple[CrossEncoder, object]:
-    """Load a saved teacher (and its tokenizer) for prediction, on ``device`` (auto, cpu, cuda, cuda:N)."""
+    """Load a saved teacher (and its tokenizer) for prediction, on ``device`` (auto, cpu, cuda, cuda:N).
+    An ensemble teacher directory gives ``(EnsembleTeacher, None)``: ``predict_probs`` serves both."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     path = Path(path)
     if not (path / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{path}: not a teacher directory ({CONFIG_FILE} is missing)")
+    from searchrel.teacher.ensemble import EnsembleTeacher, is_ensemble
+
+    if is_ensemble(path):  # members + stacker: no tokenizer of its own (each member has its own)
+        return EnsembleTeacher.load(path, device), None
     quiet_transformers()
     config = TeacherConfig.model_validate_json((path / CONFIG_FILE).read_text())
     hf_config = AutoConfig.from_pretrained(path / "backbone")

@@ -23,8 +23,11 @@ def predict_probs(model: CrossEncoder, tokenizer, queries: Sequence[str], items:
                   features: np.ndarray | None = None) -> np.ndarray:
     """Probability of each grade for pair i = (queries[i], items[i]); rows in input order.
     ``features``: the pair features the teacher takes, if already computed (else computed here)."""
+    from searchrel.teacher.ensemble import EnsembleTeacher
     from searchrel.teacher.features import pair_features
 
+    if isinstance(model, EnsembleTeacher):
+        return model.predict_probs(list(queries), list(items))
     cfg = model.config
     device = next(model.parameters()).device
     bf16 = bf16_native(device) if bf16 is None else bf16

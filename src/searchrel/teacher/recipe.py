@@ -1,0 +1,143 @@
+"""The default teacher recipe: train each member of an ensemble within its share of the budget, then fit the stacker.
+
+``searchrel teacher train`` runs this when ``recipe = "ensemble"`` (the default): members are trained on the train
+split into sub-directories of the run (``biencoder/``, ``cross-encoder/``), the zero-shot and text-match members need
+no training, and the stacker and the QWK cut points are fitted on the validation split — labels no member has
+trained on. A member already finished in the run directory is reused, so an interrupted run resumes at the member
+it stopped in (the cross-encoder from its own checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from searchrel.annotate.text import build_item_texts
+from searchrel.baselines.text_match import TextMatch
+from searchrel.data.dataset import Dataset
+from searchrel.progress import console
+from searchrel.teacher.biencoder import HEAD_FILE, train_biencoder
+from searchrel.teacher.config import TrainConfig
+from searchrel.teacher.ensemble import (EnsembleConfig, EnsembleTeacher, Member, fit_stacker, reference_items)
+from searchrel.teacher.thresholds import fit_thresholds
+from searchrel.teacher.train import _training_pairs, train as train_cross_encoder
+
+BIENCODER_DIR = "biencoder"
+CROSS_ENCODER_DIR = "cross-encoder"
+
+
+def _members(cfg: TrainConfig) -> list[Member]:
+    out = []
+    for name in cfg.members:
+        if name == "biencoder":
+            out.append(Member(kind="biencoder", source=BIENCODER_DIR))
+        elif name == "cross_encoder":
+            out.append(Member(kind="cross_encoder", source=CROSS_ENCODER_DIR))
+        elif name == "text_match":
+            out.append(Member(kind="text_match"))
+        elif name.startswith("fields:"):
+            out.append(Member(kind="fields", source=name.removeprefix("fields:")))
+        elif name.startswith("embed:"):
+            out.append(Member(kind="embed", source=name.removeprefix("embed:")))
+        else:
+            raise ValueError(f"unknown ensemble member {name!r} (biencoder, cross_encoder, text_match, fields:MODEL, embed:MODEL)")
+    return out
+
+
+def train_ensemble(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train the members into ``run``, fit the stacker on valid, write an ensemble teacher directory."""
+    run = Path(run)
+    if run.exists() and any(run.iterdir()) and not resume:
+        raise FileExistsError(f"{run} is not empty: pass resume=True (--resume) to continue it, or choose another --out")
+    run.mkdir(parents=True, exist_ok=True)
+    members = _members(cfg)
+    text = cfg.teacher.text
+    texts = build_item_texts(ds.items, text)
+    train_pairs = _training_pairs(ds, cfg, "train")
+    valid = ds.pairs("valid").reset_index(drop=True)  # every language: the stacker learns how members transfer
+    if valid.empty:
+        raise ValueError("the ensemble's stacker is fitted on the valid split, which is empty: "
+                         "give the dataset a valid split (or train --recipe cross_encoder)")
+    started = time.perf_counter()
+    budget = cfg.max_minutes * 60 if cfg.max_minutes else None
+    trained = [m for m in members if m.kind in ("biencoder", "cross_encoder")]
+
+    def share(member: Member) -> float | None:
+        """Minutes for a trained member: its share of what is left of the budget."""
+        if budget is None:
+            return None
+        left = max(0.0, budget - (time.perf_counter() - started)) / 60
+        todo = [m for m in trained if not _finished(run, m)]
+        weight = {"biencoder": cfg.biencoder_share, "cross_encoder": 1 - cfg.biencoder_share}
+        total = sum(weight[m.kind] for m in todo) or 1.0
+        return max(0.5, left * 0.9 * weight[member.kind] / total)  # 10% kept for the stacker's features
+
+    for member in trained:
+        if _finished(run, member):
+            console.print(f"ensemble: {member.source} already trained in {run}, reused")
+            continue
+        if member.kind == "biencoder":
+            bcfg = cfg.biencoder.model_copy(update={"max_minutes": share(member), "seed": cfg.seed})
+            train_biencoder(ds, run / BIENCODER_DIR, bcfg, texts, train_pairs, ds.pairs("valid").reset_index(drop=True)
+                            if not cfg.train_languages else _training_pairs(ds, cfg, "valid", required=False))
+        else:
+            ccfg = cfg.model_copy(update={"recipe": "cross_encoder", "max_minutes": share(member)})
+            train_cross_encoder(ds, run / CROSS_ENCODER_DIR, ccfg, resume=(run / CROSS_ENCODER_DIR).exists())
+
+    tm = TextMatch({}).fit(texts.tolist()) if any(m.kind == "text_match" for m in members) else None
+    config = EnsembleConfig(scale=ds.info.scale, text=text, members=members)
+    teacher = EnsembleTeacher(run, config, reference_items(texts, seed=cfg.seed), tm)
+    # untrained members are scored on every judged pair of train and valid; trained ones on valid only
+    pairs = pd.concat([train_pairs.assign(_held_out=False), valid.assign(_held_out=True)], ignore_index=True)
+    held_out = pairs["_held_out"].to_numpy()
+    parts, names, trained_names = [], [], set()
+    for member in members:
+        rows = held_out if member.trained else np.ones(len(pairs), bool)
+        Xm, nm = teacher.member_features(member, pairs.loc[rows, "query"].tolist(),
+                                         texts.loc[pairs.loc[rows, "item_id"]].tolist())
+        full = np.full((len(pairs), Xm.shape[1]), np.nan, np.float32)
+        full[rows] = Xm
+        parts.append(full)
+        names += nm
+        if member.trained:
+            trained_names.update(nm)
+    X = np.concatenate(parts, 1)
+    y = pairs["label"].to_numpy()
+    config.stacker = fit_stacker(X, names, y, pairs["query_id"].to_numpy(), held_out, trained_names,
+                                 list(ds.info.scale.grades), ordinal_weight=cfg.ordinal_weight, seed=cfg.seed)
+    calibrate = held_out if trained_names else np.ones(len(y), bool)  # untrained members: every labelled pair
+    probs = config.stacker.predict(X[calibrate], names)
+    if cfg.fit_thresholds:
+        config.thresholds = fit_thresholds(probs, y[calibrate], ds.info.scale)
+    config.fitted_on = {"level1": {"splits": ["train", "valid"], "pairs": int(len(pairs))},
+                        "level2_and_grades": {"split": "valid" if trained_names else "train+valid",
+                                              "pairs": int(calibrate.sum()),
+                                              "queries": int(valid["query_id"].nunique()),
+                                              "languages": sorted(valid["language"].unique().tolist())}}
+    teacher.save()
+    st = config.stacker
+    record = {"config": cfg.model_dump(), "members": [m.label for m in members],
+              "elapsed_s": round(time.perf_counter() - started, 1),
+              "level1_weights": dict(zip(st.level1.features, np.round(st.level1.weights, 4).tolist())),
+              "level2_weights": dict(zip(st.level2.features, np.round(st.level2.weights, 4).tolist()))
+              if st.level2 else None, "ordinal": st.ordinal.model_dump()}
+    (run / "train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+    console.print(f"ensemble teacher ({', '.join(m.label for m in members)}) -> {run}")
+    return run
+
+
+def _finished(run: Path, member: Member) -> bool:
+    if member.kind == "biencoder":
+        return (run / member.source / HEAD_FILE).is_file()
+    return (run / member.source / "teacher.json").is_file()
+
+
+def train_teacher(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Path:
+    """The one entry point: the ensemble recipe or the cross-encoder alone, as ``cfg.recipe`` says."""
+    if cfg.recipe == "ensemble":
+        return train_ensemble(ds, run, cfg, resume=resume)
+    return train_cross_encoder(ds, run, cfg, resume=resume)

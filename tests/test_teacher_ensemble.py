@@ -1,0 +1,199 @@
+"""The teacher recipe's parts on tiny data: the listwise loss, query batches, the stacker, the fine-tuned bi-encoder
+member, the ensemble teacher end to end (train, load, predict, label), and reading tables by content."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from searchrel.annotate.text import TextConfig, build_item_texts
+from searchrel.data.dataset import DatasetError
+from searchrel.data.tables import read_table
+from searchrel.distill.sample import read_pairs
+from searchrel.models.testing import make_tiny_bert, make_tiny_embeddinggemma
+from searchrel.teacher.config import BiEncoderConfig, TeacherConfig, TrainConfig
+from searchrel.teacher.ensemble import EnsembleTeacher, Ordinal, fit_ordinal, fit_stacker, is_ensemble
+from searchrel.teacher.losses import listnet_loss
+from searchrel.teacher.model import load_teacher
+from searchrel.teacher.pairs import query_batches
+from searchrel.teacher.predict import predict_dataset
+from searchrel.teacher.recipe import train_teacher
+
+
+def test_listnet_matches_a_hand_computed_value():
+    scores = torch.tensor([2.0, 1.0, 0.0, 5.0, 5.0])
+    labels = torch.tensor([3.0, 1.0, 1.0, 2.0, 4.0])
+    groups = torch.tensor([0, 0, 0, 1, 1])
+    # group 0: target softmax([3,1,1]), log softmax([2,1,0]); group 1: target softmax([2,4]), log softmax([5,5])
+    t0 = np.exp([3, 1, 1]) / np.exp([3, 1, 1]).sum()
+    l0 = np.array([2, 1, 0]) - math.log(np.exp([2, 1, 0]).sum())
+    t1 = np.exp([2, 4]) / np.exp([2, 4]).sum()
+    expected = (-(t0 * l0).sum() + -(t1 * np.log([0.5, 0.5])).sum()) / 2
+    assert listnet_loss(scores, labels, groups).item() == pytest.approx(expected, rel=1e-6)
+    # a group of one item has no order to learn and is left out
+    assert listnet_loss(scores[:4], labels[:4], groups[:4]).item() == pytest.approx(-(t0 * l0).sum(), rel=1e-6)
+    assert listnet_loss(scores[:1], labels[:1], groups[:1]).item() == 0.0
+
+
+def test_query_batches_hold_one_query_each_and_cover_every_pair_once():
+    codes = np.repeat(np.arange(5), [3, 40, 1, 17, 16])
+    batches = query_batches(codes, batch_size=16, seed=3)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(codes)))
+    assert all(len(set(codes[b])) == 1 and len(b) <= 16 for b in batches)
+    assert min(len(b) for b in batches if codes[b[0]] == 1) >= 13  # 40 pairs -> 14/13/13, no 1-pair remainder
+    assert [b.tolist() for b in query_batches(codes, 16, seed=3)] == [b.tolist() for b in batches]
+
+
+def test_stacker_ranks_by_the_informative_feature_and_gives_monotone_distributions():
+    rng = np.random.default_rng(0)
+    n = 600
+    y = rng.integers(1, 4, n)  # grades 1..3 of a 1..4 scale
+    groups = np.arange(n) // 12
+    X = np.stack([y + rng.normal(0, 0.5, n), rng.normal(0, 1, n), y + rng.normal(0, 0.3, n)], 1)
+    names = ["signal", "noise", "trained"]
+    held_out = groups % 3 == 0
+    X[~held_out, 2] = np.nan  # a trained member is scored on the held-out rows only
+    stacker = fit_stacker(X, names, y, groups, held_out, {"trained"}, [1, 2, 3, 4])
+    assert stacker.level1.features == ["signal", "noise"] and stacker.level2.features == ["level1", "trained"]
+    assert abs(stacker.level1.weights[0]) > 5 * abs(stacker.level1.weights[1]) and stacker.level1.weights[0] > 0
+    p = stacker.predict(X[held_out], names)
+    assert p.shape == (held_out.sum(), 4) and np.allclose(p.sum(1), 1, atol=1e-6) and (p >= 0).all()
+    score = stacker.score(X[held_out], names)
+    expected = p @ np.arange(1, 5)
+    order = np.argsort(score)
+    assert (np.diff(expected[order]) >= -1e-6).all()  # ranking by the expected grade = ranking by the score
+    assert np.corrcoef(expected, y[held_out])[0, 1] > 0.8
+    only = fit_stacker(X[:, :2], names[:2], y, groups, np.ones(n, bool), set(), [1, 2, 3, 4])
+    assert only.level2 is None and np.allclose(only.predict(X[:, :2], names[:2]).sum(1), 1, atol=1e-6)
+    with pytest.raises(ValueError, match="not trained on the labels"):
+        fit_stacker(X[:, 2:], ["trained"], y, groups, held_out, {"trained"}, [1, 2, 3, 4])
+
+
+def test_ordinal_model_recovers_its_cut_points():
+    rng = np.random.default_rng(1)
+    score = rng.normal(0, 2, 4000)
+    true = Ordinal(slope=1.5, cuts=[-2.0, 0.0, 2.5])
+    y = np.array([rng.choice([1, 2, 3, 4], p=row) for row in true(score)])
+    fit = fit_ordinal(score, y, [1, 2, 3, 4])
+    assert fit.slope == pytest.approx(1.5, rel=0.1)
+    assert np.allclose(fit.cuts, true.cuts, atol=0.25)
+
+
+def test_tables_are_recognised_by_content_and_bad_files_named(tmp_path):
+    df = pd.DataFrame({"query_id": ["q1", "q2"], "item_id": ["i1", "i2"]})
+    df.to_parquet(tmp_path / "pairs")  # no suffix, as `distill sample --out pairs` may write
+    got, _ = read_pairs(tmp_path / "pairs")
+    assert got.equals(df)
+    assert read_table(tmp_path / "pairs").equals(df)
+    (tmp_path / "bad.csv").write_bytes(b"\xd8\xff\x00\x01query_id\n\xd8")
+    with pytest.raises(DatasetError, match=r"bad\.csv.*accepted formats: Parquet, CSV"):
+        read_table(tmp_path / "bad.csv")
+
+
+@pytest.fixture(scope="module")
+def eg(tmp_path_factory):
+    return make_tiny_embeddinggemma(tmp_path_factory.mktemp("models") / "tiny-eg")
+
+
+def test_sentence_transformers_folder_is_encoded_like_sentence_transformers(eg):
+    """Mean pooling over every token (prompt included), both Dense layers, L2 norm — computed here by hand."""
+    from tokenizers import Tokenizer
+    from transformers import AutoModel
+
+    from searchrel.models.encode import Encoder
+    from searchrel.models.registry import backbone_for
+    from safetensors.torch import load_file
+
+    enc = Encoder(eg, backbone_for(str(eg)), precision="fp32")
+    assert enc.backbone.query_prefix == "task: search result | query: " and enc.dim == 32
+    texts = ["red table", "blue summer dress vintage"]
+    got = enc.encode(texts, kind="query")
+    tok = Tokenizer.from_file(str(eg / "tokenizer.json"))
+    model = AutoModel.from_pretrained(eg).eval()
+    for row, text in enumerate(texts):
+        ids = torch.tensor([tok.encode("task: search result | query: " + text).ids])
+        with torch.no_grad():
+            x = model(input_ids=ids).last_hidden_state.mean(1)
+        for d in ("2_Dense", "3_Dense"):
+            x = x @ load_file(str(eg / d / "model.safetensors"))["linear.weight"].T
+        ref = torch.nn.functional.normalize(x, dim=-1)[0].numpy()
+        assert np.allclose(got[row], ref, atol=1e-5)
+
+
+def _tiny():
+    from conftest import make_tiny
+
+    ds = make_tiny()
+    ds.splits["split"] = ["train", "train", "valid", "valid"]
+    return ds
+
+
+def test_ensemble_teacher_trains_loads_predicts_and_labels(eg, tiny_bert, tmp_path):
+    ds = _tiny()
+    text = TextConfig(fields=["title", "image_caption"])
+    cfg = TrainConfig(recipe="ensemble", members=["biencoder", "cross_encoder", f"fields:{eg}", "text_match"],
+                      biencoder=BiEncoderConfig(backbone=str(eg), train_layers=1, epochs=2),
+                      teacher=TeacherConfig(backbone=str(tiny_bert), text=text, max_length=32),
+                      epochs=1, batch_size=2, eval_every=2, checkpoint_every=1)
+    run = train_teacher(ds, tmp_path / "t", cfg)
+    assert is_ensemble(run) and (run / "biencoder" / "biencoder.json").is_file()
+    assert (run / "cross-encoder" / "teacher.json").is_file()
+    record = json.loads((run / "train.json").read_text())
+    assert record["members"][0] == "biencoder:biencoder" and record["level2_weights"]
+    model, tok = load_teacher(run)
+    assert isinstance(model, EnsembleTeacher) and tok is None
+    assert model.config.thresholds is not None
+    assert len(model.config.stacker.features) == 2 + (1 + ds.info.scale.n_grades) + (2 + 2) + 3
+    preds = predict_dataset(model, tok, ds, "all")
+    probs = preds[[f"p_{g}" for g in ds.info.scale.grades]].to_numpy()
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    # a pair's grade does not depend on the other pairs scored with it
+    texts = build_item_texts(ds.items, text)
+    alone = model.predict_probs(["red table"], [texts.loc["i1"]])
+    together = model.predict_probs(["red table", "blue dress", "red table"], [texts.loc["i1"], texts.loc["i2"],
+                                                                             texts.loc["i3"]])
+    assert np.allclose(alone[0], together[0], atol=1e-5)
+    # the labelling path serves it
+    from searchrel.distill.label import TeacherLabeler
+
+    labeler = TeacherLabeler(str(run))
+    assert labeler.fast is None and np.allclose(labeler.probs(["red table"], [texts.loc["i1"]]), alone, atol=1e-5)
+    # a second call resumes: every member is reused, the stacker refitted the same
+    again = train_teacher(ds, run, cfg, resume=True)
+    assert json.loads((again / "teacher.json").read_text())["stacker"] == model.config.stacker.model_dump()
+
+
+def test_ensemble_needs_a_valid_split_and_known_members(tiny_bert, tmp_path):
+    ds = _tiny()
+    ds.splits["split"] = "train"
+    with pytest.raises(ValueError, match="valid split"):
+        train_teacher(ds, tmp_path / "a", TrainConfig(members=["text_match"]))
+    with pytest.raises(ValueError, match="unknown ensemble member 'bm99'"):
+        train_teacher(_tiny(), tmp_path / "b", TrainConfig(members=["bm99"]))
+
+
+def test_cli_default_recipe_trains_evaluates_and_names_the_missing_model(eg, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from searchrel.cli import app
+
+    ds = _tiny()
+    ds.save(tmp_path / "ds")
+    run = CliRunner().invoke(app, ["teacher", "train", str(tmp_path / "ds"), "--out", str(tmp_path / "t"),
+                                   "--members", f"fields:{eg},text_match", "--fields", "title,image_caption"])
+    assert run.exit_code == 0, run.output
+    run = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--model", str(tmp_path / "t"),
+                                   "--split", "all", "--out", str(tmp_path / "e.json")])
+    assert run.exit_code == 0, run.output
+    assert json.loads((tmp_path / "e.json").read_text())["overall"]["qwk"] is not None
+    monkeypatch.setenv("SEARCHREL_HOME", str(tmp_path / "empty-home"))  # the default needs EmbeddingGemma
+    run = CliRunner().invoke(app, ["teacher", "train", str(tmp_path / "ds"), "--out", str(tmp_path / "t2")])
+    assert run.exit_code == 2 and "searchrel models pull embeddinggemma-300m" in run.output
+    run = CliRunner().invoke(app, ["teacher", "train", str(tmp_path / "ds"), "--out", str(tmp_path / "t3"),
+                                   "--recipe", "stacked"])
+    assert run.exit_code == 2 and "unknown recipe 'stacked'" in run.output
