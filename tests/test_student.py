@@ -138,3 +138,23 @@ def test_curve_trains_one_student_per_factor(world, tiny_bert, tmp_path):
     assert rec["x1"]["distilled_pairs"] < rec["x3"]["distilled_pairs"]
     for f in ("curve.md", "curve.json", "curve.png", "curve-line.png"):
         assert (tmp_path / "curve" / f).is_file()
+
+
+def test_a_new_student_ranks_exactly_like_its_residual_start_feature(tiny_bert):
+    """Before training, the residual student's expected grade is a rising function of its zero-shot cosine alone."""
+    import torch
+
+    cfg = _cfg(tiny_bert).student.model_copy(update={"features": ["text_match", "zero_shot"]})
+    student = new_student(cfg)
+    student.eval()
+    rng = np.random.default_rng(0)
+    n = 50
+    q, d = torch.randn(n, 16), torch.randn(n, 16)
+    feats = torch.tensor(rng.normal(size=(n, 4)), dtype=torch.float32)
+    with torch.no_grad():
+        probs = torch.softmax(student.score(q, d, feats), -1).numpy()
+    expected = probs @ np.arange(1, cfg.scale.n_grades + 1)
+    order = np.argsort(feats[:, 3].numpy())  # text_match has 3 columns; zero_shot is the 4th
+    assert (np.diff(expected[order]) > 0).all()
+    plain = new_student(cfg.model_copy(update={"residual": False}))
+    assert plain.skip is None

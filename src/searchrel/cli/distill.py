@@ -81,6 +81,8 @@ def curve_cmd(
     epochs: int | None = typer.Option(None, help="epochs per student (default: the student's)"),
     max_minutes: float | None = typer.Option(None, help="training budget per student"),
     layers: int | None = typer.Option(None, help="tower layers kept from the backbone"),
+    zero_shot_model: str | None = typer.Option(None, help="the students' zero_shot feature model (default: "
+                                               "me5-small; e.g. embeddinggemma-300m)"),
     split: str = typer.Option("test"),
     backend: str = typer.Option(_L["backend"], help="labelling backend: local or ray"),
 ) -> None:
@@ -92,7 +94,8 @@ def curve_cmd(
     ds = load_dataset(dataset)
     train = StudentTrainConfig()
     update = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes}.items() if v is not None}
-    student = train.student.model_copy(update={"layers": layers} if layers else {})
+    student = train.student.model_copy(update={k: v for k, v in {"layers": layers,
+                                                                  "zero_shot_model": zero_shot_model}.items() if v})
     train = train.model_copy(update={**update, "student": student})
     cfg = CurveConfig(amplifications=[float(a) for a in amplifications.split(",") if a], train=train, split=split,
                       label=LabelConfig(backend=backend))

@@ -21,6 +21,10 @@ class StudentConfig(BaseModel):
     scale: Scale = Field(default_factory=Scale)
     features: list[str] = Field(default_factory=lambda: ["text_match", "zero_shot"])  # see student.features
     zero_shot_model: str = "me5-small"  # the frozen embedding model behind the zero_shot feature
+    # grade logits = MLP + a linear residual on the pair features that starts as ``residual_start`` alone: the
+    # student begins as its best cheap feature, so distillation can only add to it
+    residual: bool = True
+    residual_start: str = "zero_shot"
     scorer_hidden: int = 128
     dropout: float = 0.1
     freeze_embeddings: bool = True  # the word-embedding table stays as pretrained (and is shared by both towers)

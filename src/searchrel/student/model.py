@@ -93,15 +93,39 @@ class Student(nn.Module):
         width = 2 * config.dim + 1 + n_feat
         self.scorer = nn.Sequential(nn.Linear(width, config.scorer_hidden), nn.GELU(), nn.Dropout(config.dropout),
                                     nn.Linear(config.scorer_hidden, config.scale.n_grades))
+        # the residual: grade logits linear in the standardised pair features, started as the strongest one (the
+        # zero-shot cosine) with the MLP's output at zero — a new student ranks exactly like its zero-shot feature,
+        # and training can only move it from there where the labels say so
+        self.skip = nn.Linear(n_feat, config.scale.n_grades) if config.residual and n_feat else None
+        if self.skip is not None:
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
+            nn.init.zeros_(self.scorer[-1].weight)
+            nn.init.zeros_(self.scorer[-1].bias)
+            start = self._feature_column(config.residual_start)
+            if start is not None:
+                with torch.no_grad():
+                    self.skip.weight[:, start] = torch.linspace(-2.0, 2.0, config.scale.n_grades)
         self.tokenizer = None  # set by new_student / load_student
+
+    def _feature_column(self, name: str) -> int | None:
+        """The first column of feature ``name`` among the pair features, or None if the student lacks it."""
+        col = 0
+        for f in self.features:
+            if f.name == name:
+                return col
+            col += f.size
+        return None
 
     # -- scoring ----------------------------------------------------------------------------------
     def score(self, q: torch.Tensor, d: torch.Tensor, feats: torch.Tensor | None) -> torch.Tensor:
         """Grade logits for pairs of query vectors ``q`` and item vectors ``d`` (rows aligned) with their features."""
         parts = [q * d, (q - d).abs(), (q * d).sum(-1, keepdim=True)]
-        if self.features:
-            parts.append((feats.float() - self.feat_mean) / self.feat_std)
-        return self.scorer(torch.cat(parts, -1))
+        if not self.features:
+            return self.scorer(torch.cat(parts, -1))
+        z = (feats.float() - self.feat_mean) / self.feat_std
+        logits = self.scorer(torch.cat(parts + [z], -1))
+        return logits if self.skip is None else logits + self.skip(z)
 
     def tokenize(self, texts: Sequence[str], kind: str) -> list[list[int]]:
         cfg = self.config
@@ -195,7 +219,9 @@ def load_student(path: str | Path) -> Student:
     if not (path / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"{path}: not a student directory ({CONFIG_FILE} is missing)")
     quiet_transformers()
-    config = StudentConfig.model_validate_json((path / CONFIG_FILE).read_text())
+    raw = json.loads((path / CONFIG_FILE).read_text())
+    raw.setdefault("residual", False)  # students saved before the residual existed have none
+    config = StudentConfig.model_validate(raw)
     hf = AutoConfig.from_pretrained(path / "backbone")
     extra = {"add_pooling_layer": False} if hf.model_type in ("bert", "xlm-roberta", "roberta") else {}
     from transformers.initialization import no_init_weights
