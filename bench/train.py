@@ -1,6 +1,7 @@
 """Benchmark teacher training on the CPU: tokens/s and the share of the calibrated bf16 matmul rate it reaches.
 
     .venv/bin/python bench/train.py [--steps 12] [--out bench/results/train-YYYY-MM-DD.json]
+    .venv/bin/python bench/train.py --backbone embeddinggemma-300m --settings frozen,frozen-half --steps 4
 
 One run on this machine measures, for me5-small cross-encoder training steps (batch 16, ~128-token pairs,
 bf16 autocast, AdamW): (a) the default — word embeddings frozen; (b) the whole model trained, i.e. a dense
@@ -28,15 +29,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from encode import calibrate, machine_info, make_texts  # noqa: E402  (the same calibration as bench/encode.py)
 
-SETTINGS = {
-    "frozen embeddings (default)": {"freeze_embeddings": True, "freeze_layers": 0},
-    "all parameters, dense embedding update": {"freeze_embeddings": False, "freeze_layers": 0},
-    "all parameters, sparse embedding update": {"freeze_embeddings": False, "freeze_layers": 0, "sparse": True},
-    "frozen embeddings + lowest 6 layers": {"freeze_embeddings": True, "freeze_layers": 6},
+SETTINGS = {  # short name -> (row label, TeacherConfig options)
+    "frozen": ("frozen embeddings (default)", {"freeze_embeddings": True, "freeze_layers": 0}),
+    "dense": ("all parameters, dense embedding update", {"freeze_embeddings": False, "freeze_layers": 0}),
+    "sparse": ("all parameters, sparse embedding update",
+               {"freeze_embeddings": False, "freeze_layers": 0, "sparse": True}),
+    "frozen-half": ("frozen embeddings + lowest half of the layers", {"freeze_embeddings": True, "freeze_layers": -1}),
 }
 
 
-def measure(setting: dict, steps: int, batch: int = 16, max_length: int = 128) -> dict:
+def measure(setting: dict, steps: int, batch: int = 16, max_length: int = 128, backbone: str = "me5-small") -> dict:
     import torch
 
     from searchrel.teacher.model import TeacherConfig, new_teacher
@@ -45,11 +47,18 @@ def measure(setting: dict, steps: int, batch: int = 16, max_length: int = 128) -
     torch.set_num_threads(os.cpu_count() or 1)
     setting = dict(setting)
     sparse = setting.pop("sparse", False)
-    model, tok = new_teacher(TeacherConfig(backbone="me5-small", max_length=max_length, **setting))
+    if setting.get("freeze_layers") == -1:  # half of the backbone's layers
+        from transformers import AutoConfig
+
+        from searchrel.models.registry import resolve_model
+
+        setting["freeze_layers"] = AutoConfig.from_pretrained(resolve_model(backbone)).num_hidden_layers // 2
+    model, tok = new_teacher(TeacherConfig(backbone=backbone, max_length=max_length, **setting))
     model.train()
     queries = make_texts(batch * (steps + 2), 3, seed=1)
     items = make_texts(batch * (steps + 2), 110, seed=2)
-    ids = encode_pairs(tok, queries, items, max_length, query_prefix="query: ", passage_prefix="passage: ")
+    ids = encode_pairs(tok, queries, items, max_length, query_prefix=model.config.query_prefix,
+                       passage_prefix=model.config.passage_prefix)
     params = [p for p in model.parameters() if p.requires_grad]
     emb = model.backbone.get_input_embeddings()
     if sparse:  # only the rows a batch touches get gradients and Adam moments (SparseAdam)
@@ -81,19 +90,24 @@ def measure(setting: dict, steps: int, batch: int = 16, max_length: int = 128) -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / f"train-{dt.date.today()}.json")
+    ap.add_argument("--backbone", default="me5-small", help="registered name or path (e.g. embeddinggemma-300m)")
+    ap.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of: {', '.join(SETTINGS)}")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    tag = "" if args.backbone == "me5-small" else f"-{Path(args.backbone).name}"
+    args.out = args.out or Path(__file__).parent / "results" / f"train{tag}-{dt.date.today()}.json"
     started = os.getloadavg()[0]
     calib = calibrate()
     rows = []
-    for name, setting in SETTINGS.items():
-        r = measure(setting, args.steps)
+    for key in args.settings.split(","):
+        name, setting = SETTINGS[key]
+        r = measure(setting, args.steps, backbone=args.backbone)
         r.update(setting=name, pct_of_bf16_matmul=100 * r["gflops"] / calib["bf16"])
         rows.append(r)
         print(f"{name:42s} {r['tokens_per_s']:8.0f} tok/s  {r['step_s_median']:.2f} s/step  "
               f"{r['gflops']:6.0f} GFLOP/s  {r['pct_of_bf16_matmul']:4.1f}% of bf16 matmul", flush=True)
     res = {"machine": machine_info() | {"load_average_start": started, "load_average_end": os.getloadavg()[0]},
-           "calibration_gflops": calib, "batch": 16, "max_length": 128, "steps": args.steps, "rows": rows}
+           "calibration_gflops": calib, "backbone": args.backbone, "batch": 16, "max_length": 128, "steps": args.steps, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2) + "\n")
     print("\n| setting | tokens/s | s/step | trainable non-emb. params | GFLOP/s | % of bf16 matmul |\n|---|---:|---:|---:|---:|---:|")
