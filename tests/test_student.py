@@ -52,7 +52,9 @@ def test_item_batches_hold_every_pair_of_their_items():
 
 
 def test_towers_are_independent_and_save_load_round_trips(tiny_bert, tmp_path):
-    student = new_student(_cfg(tiny_bert).student)
+    # the residual off: its start weights (+-2 per standardised unit of the zero-shot cosine, unfitted std of 1 here)
+    # would turn the bf16 zero-shot encoder's batch-vs-alone rounding (~1e-4) into more than this test's 1e-5
+    student = new_student(_cfg(tiny_bert).student.model_copy(update={"residual": False}))
     for f in student.features:
         f.fit(["red table", "blue dress"])
     q = student.side(["red table", "blue dress"], "query", bf16=False)
