@@ -29,6 +29,7 @@ from searchrel.models.registry import backbone_for, resolve_model
 from searchrel.progress import console
 from searchrel.teacher.config import BiEncoderConfig
 from searchrel.teacher.losses import listnet_loss
+from searchrel.teacher.pairs import collate
 
 HEAD_FILE = "biencoder.json"
 
@@ -80,13 +81,7 @@ class _Tower(torch.nn.Module):
                      for s in range(0, len(order), chunk)]
             return torch.cat(parts)[torch.from_numpy(np.argsort(order))]
         self.tokenizer.enable_truncation(max_length)
-        enc = self.tokenizer.encode_batch(texts, add_special_tokens=True)
-        width = max(len(e.ids) for e in enc)
-        ids = torch.full((len(enc), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(enc), width), dtype=torch.long)
-        for row, e in enumerate(enc):
-            ids[row, :len(e.ids)] = torch.tensor(e.ids)
-            mask[row, :len(e.ids)] = 1
+        ids, mask = collate([e.ids for e in self.tokenizer.encode_batch(texts, add_special_tokens=True)], self.pad_id)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=_bf16()):
             hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state.float()
         m = mask.unsqueeze(-1).float()
@@ -135,22 +130,6 @@ def _step_loss(tower: _Tower, head: GradeHead, batch: pd.DataFrame, texts: pd.Se
     if cfg.listwise_weight:
         loss = loss + cfg.listwise_weight * listnet_loss(cos * cfg.scale, labels, torch.from_numpy(q_row))
     return loss
-
-
-def biencoder_scores(path: Path, queries: list[str], items: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(cosine, grade probabilities) of a fine-tuned bi-encoder for pair i = (queries[i], items[i])."""
-    from searchrel.models.encode import load_encoder
-
-    head_cfg = json.loads((path / HEAD_FILE).read_text())
-    enc = load_encoder(str(path))
-    uq, q_inv = np.unique(np.asarray(queries, dtype=object), return_inverse=True)
-    ui, i_inv = np.unique(np.asarray(items, dtype=object), return_inverse=True)
-    q = enc.encode(list(uq), kind="query", max_length=head_cfg["query_max_length"], progress=len(uq) > 256)
-    d = enc.encode(list(ui), kind="passage", max_length=head_cfg["item_max_length"], progress=len(ui) > 256)
-    cos = np.einsum("nd,nd->n", q[q_inv], d[i_inv]).astype(np.float32)
-    logits = cos[:, None] * np.asarray(head_cfg["a"])[None] + np.asarray(head_cfg["b"])[None]
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    return cos, (p / p.sum(1, keepdims=True)).astype(np.float32)
 
 
 def train_biencoder(ds: Dataset, out: Path, cfg: BiEncoderConfig, texts: pd.Series,

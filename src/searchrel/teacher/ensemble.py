@@ -154,8 +154,9 @@ class EnsembleTeacher:
         return self._loaded[member.source]
 
     def _cosine_features(self, model: str, queries: list[str], items: list[str], query_len: int | None = None,
-                         item_len: int | None = None) -> np.ndarray:
-        """``[n, 2]``: the cosine and the cosine standardised by the query's cosines to the reference items."""
+                         item_len: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``[n, 2]``: the cosine and the cosine standardised by the query's cosines to the reference items; with the
+        distinct queries' vectors and each pair's row among them (for more item-side cosines)."""
         from searchrel.models.encode import load_encoder
 
         enc = load_encoder(model)
@@ -167,7 +168,7 @@ class EnsembleTeacher:
         ref_cos = q @ ref.T
         mu, sd = ref_cos.mean(1), ref_cos.std(1) + 1e-6
         cos = np.einsum("nd,nd->n", q[q_inv], d[i_inv])
-        return np.stack([cos, (cos - mu[q_inv]) / sd[q_inv]], 1).astype(np.float32)
+        return np.stack([cos, (cos - mu[q_inv]) / sd[q_inv]], 1).astype(np.float32), q, q_inv
 
     def _field_features(self, model: str, queries: list[str], items: list[str]) -> tuple[np.ndarray, list[str]]:
         """Cosine with the whole text (raw and standardised per query), then with each field alone (the whole-text
@@ -175,13 +176,11 @@ class EnsembleTeacher:
         from searchrel.annotate.text import split_item_text
         from searchrel.models.encode import load_encoder
 
-        whole = self._cosine_features(model, queries, items)
+        whole, q, q_inv = self._cosine_features(model, queries, items)
         fields = self.config.text.fields
         if len(fields) < 2:
             return whole, [f"fields:{model}:cos", f"fields:{model}:zcos"]
         enc = load_encoder(model)
-        uq, q_inv = np.unique(np.asarray(queries, dtype=object), return_inverse=True)
-        q = enc.encode(list(uq), kind="query", progress=False)
         parts = [split_item_text(t, self.config.text) for t in items]
         cols = []
         for f in fields:
@@ -208,9 +207,9 @@ class EnsembleTeacher:
             if member.kind == "biencoder":
                 head = json.loads((self.path / member.source / "biencoder.json").read_text())
                 X = self._cosine_features(str(self.path / member.source), queries, items, head["query_max_length"],
-                                          head["item_max_length"])
+                                          head["item_max_length"])[0]
             else:
-                X = self._cosine_features(member.source, queries, items)
+                X = self._cosine_features(member.source, queries, items)[0]
             return X, [f"{member.label}:cos", f"{member.label}:zcos"]
         if self.text_match is None:
             raise ValueError(f"{self.path}: a text_match member needs {TEXT_MATCH_FILE}")

@@ -82,8 +82,8 @@ def train_ensemble(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = Fals
             continue
         if member.kind == "biencoder":
             bcfg = cfg.biencoder.model_copy(update={"max_minutes": share(member), "seed": cfg.seed})
-            train_biencoder(ds, run / BIENCODER_DIR, bcfg, texts, train_pairs, ds.pairs("valid").reset_index(drop=True)
-                            if not cfg.train_languages else _training_pairs(ds, cfg, "valid", required=False))
+            train_biencoder(ds, run / BIENCODER_DIR, bcfg, texts, train_pairs,
+                            _training_pairs(ds, cfg, "valid", required=False))
         else:
             ccfg = cfg.model_copy(update={"recipe": "cross_encoder", "max_minutes": share(member)})
             train_cross_encoder(ds, run / CROSS_ENCODER_DIR, ccfg, resume=(run / CROSS_ENCODER_DIR).exists())
