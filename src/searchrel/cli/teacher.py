@@ -23,8 +23,8 @@ def train_cmd(
     dataset: Path = typer.Argument(..., help="dataset directory (its train/valid split is used)"),
     out: Path = typer.Option(..., help="run directory: checkpoints, then the finished teacher"),
     recipe: str = typer.Option(_R["recipe"], help="ensemble (members stacked on valid) or cross_encoder (one model)"),
-    members: str = typer.Option(",".join(_R["members"]), help="ensemble members: biencoder, cross_encoder, "
-                                "text_match, embed:MODEL"),
+    members: str = typer.Option(",".join(_R["members"]), help="ensemble members: fields:MODEL, embed:MODEL, "
+                                "text_match, cross_encoder, biencoder"),
     biencoder_backbone: str = typer.Option(BiEncoderConfig().backbone, help="the bi-encoder member's embedding model"),
     backbone: str = typer.Option(_T["backbone"], help="the cross-encoder's backbone: registered name (me5-small, "
                                  "embeddinggemma-300m, gemma-3-270m), local path or hub id"),
