@@ -42,6 +42,13 @@ def test_text_match_bm25_equals_bm25s():
         make_feature("nope")
 
 
+def test_text_match_known_share_counts_distinct_query_terms_the_catalogue_has():
+    f = TextMatch({}).fit(["red wooden table", "blue cotton dress"])
+    # "mesa roja" shares no word with the catalogue: no lexical evidence, whatever the item
+    share = f.known_share(["red dress", "mesa roja", "red red mesa", "", "table de bois rouge"])
+    assert share.tolist() == [1.0, 0.0, 0.5, 0.0, 0.25]
+
+
 def test_item_batches_hold_every_pair_of_their_items():
     items = np.array([3, 1, 3, 2, 2, 2, 0, 1])
     batches = item_batches(items, 2, seed=0)

@@ -148,7 +148,10 @@ def test_ensemble_teacher_trains_loads_predicts_and_labels(eg, tiny_bert, tmp_pa
     model, tok = load_teacher(run)
     assert isinstance(model, EnsembleTeacher) and tok is None
     assert model.config.thresholds is not None
-    assert len(model.config.stacker.features) == 2 + (1 + ds.info.scale.n_grades) + (2 + 2) + 3
+    # every member feeds the stacker, the text-match member with its known-word gate
+    features = model.config.stacker.features
+    assert {f.split(":")[0] for f in features} == {"biencoder", "cross_encoder", "fields", "text_match"}
+    assert {"text_match:known", "text_match:coverage*known"} <= set(features)
     preds = predict_dataset(model, tok, ds, "all")
     probs = preds[[f"p_{g}" for g in ds.info.scale.grades]].to_numpy()
     assert np.allclose(probs.sum(1), 1, atol=1e-5)

@@ -86,6 +86,15 @@ class TextMatch:
             out[rows, 2] = present == n_terms
         return out
 
+    def known_share(self, queries: Sequence[str]) -> np.ndarray:
+        """Per query, the share of its distinct terms that occur in the catalogue at all: how much lexical evidence
+        the query can have. A query typed in another language than the catalogue's scores ~0 on every text-match
+        feature for lack of shared words, not for lack of relevance; this tells a model which case it is in."""
+        out = np.zeros(len(queries), np.float32)
+        for i, (cols, n_terms) in enumerate(self.query_side(queries)):
+            out[i] = len(cols) / n_terms
+        return out
+
     def score(self, queries: Sequence[str], items: Sequence[str]) -> np.ndarray:
         """``[n, 3]`` features of pair i = (queries[i], items[i]), each distinct text processed once."""
         uq, q_idx = np.unique(np.asarray(queries, dtype=object), return_inverse=True)

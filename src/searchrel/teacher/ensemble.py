@@ -6,7 +6,9 @@ The teacher runs offline, so it may be several models. Each member turns a pair 
   and against each item field alone: which field matters is learnt from the labels, not assumed (on CrowdFlower
   the title alone ranks 1.5 NDCG@8 points better than title + description);
 * ``embed`` — a zero-shot embedding model's cosine on the whole item text, and that cosine standardised per query;
-* ``text_match`` — BM25 with the catalogue's statistics, query-term coverage, all terms present;
+* ``text_match`` — BM25 with the catalogue's statistics, query-term coverage, all terms present, the share of the
+  query's terms the catalogue knows at all, and the three gated by that share (a query in another language than the
+  catalogue's has no lexical evidence; the gate lets the stacker tell that from a mismatch);
 * ``cross_encoder`` — a fine-tuned cross-encoder teacher directory: its expected grade and log grade probabilities;
 * ``biencoder`` — a fine-tuned bi-encoder (``teacher.biencoder``): its cosine and the standardised cosine.
 
@@ -213,7 +215,14 @@ class EnsembleTeacher:
             return X, [f"{member.label}:cos", f"{member.label}:zcos"]
         if self.text_match is None:
             raise ValueError(f"{self.path}: a text_match member needs {TEXT_MATCH_FILE}")
-        return self.text_match.score(queries, items), ["text_match:bm25", "text_match:coverage", "text_match:all"]
+        X = self.text_match.score(queries, items)
+        uq, q_inv = np.unique(np.asarray(queries, dtype=object), return_inverse=True)
+        known = self.text_match.known_share(list(uq))[q_inv][:, None]
+        cols = ["text_match:bm25", "text_match:coverage", "text_match:all"]
+        # the lexical features gated by how much of the query the catalogue's words can match at all, so a linear
+        # stacker can trust text match for queries in the catalogue's language and lean on the embedding elsewhere
+        return (np.concatenate([X, known, X * known], 1),
+                cols + ["text_match:known"] + [f"{c}*known" for c in cols])
 
     def features(self, queries: list[str], items: list[str]) -> tuple[np.ndarray, list[str]]:
         parts = [self.member_features(m, list(queries), list(items)) for m in self.config.members]
