@@ -28,7 +28,10 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/searchrel run demo --out $(DEMO)
 
+# the system packages the tests drive (chromium, redis-server, CJK fonts): installed when missing, or a stop with
+# the exact command before any test runs
 test: install
+	scripts/system-deps
 	$(BIN)/pytest -q -m "not slow"
 
 clean:
