@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 DEMO   ?= runs/demo
 
-.PHONY: demo test install bench clean
+.PHONY: demo test check lint install bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +28,21 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/searchrel run demo --out $(DEMO)
 
+# the layers (import-linter contracts in pyproject.toml) and the dead-code check (vulture)
+lint: install
+	$(BIN)/lint-imports
+	$(BIN)/vulture
+
 # the system packages the tests drive (chromium, redis-server, CJK fonts): installed when missing, or a stop with
 # the exact command before any test runs
-test: install
+test: install lint
 	scripts/system-deps
 	$(BIN)/pytest -q -m "not slow"
+
+# the quick loop (under a minute): contracts, dead code and the unit tests, without the kill -9, Ray, Redis,
+# browser and whole-pipeline tests
+check: install lint
+	$(BIN)/pytest -q -m "not slow and not integration"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

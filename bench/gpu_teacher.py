@@ -89,7 +89,7 @@ def main() -> None:
     from searchrel.distill.label import MANIFEST, label_pairs
     from searchrel.distill.sample import sample_pairs, save_pairs
     from searchrel.eval.evaluate import evaluate
-    from searchrel.eval.scorers import load_scorer
+    from searchrel.experiments.scorers import load_scorer
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU: this benchmark measures the GPU path (--device cpu to check the script)")

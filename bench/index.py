@@ -109,7 +109,7 @@ def run(world_path: Path, n_changed: int, workdir: Path) -> dict:
     info = machine_info()
     ds = world(world_path)
     student = make_student(ds, workdir / "student")
-    edited, changed_ids = edit_titles(ds, n_changed)
+    edited, _ = edit_titles(ds, n_changed)
     edited_path = workdir / "edited"
     edited.save(edited_path)
 

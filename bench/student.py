@@ -53,10 +53,10 @@ def main() -> None:
     from searchrel.annotate.text import TextConfig, build_item_texts
     from searchrel.data.dataset import load_dataset
     from searchrel.data.synth import SynthConfig, synthesize
+    from searchrel.distill.label import TeacherLabeler
     from searchrel.student.config import StudentConfig
     from searchrel.student.model import load_student, new_student
     from searchrel.teacher.config import TeacherConfig
-    from searchrel.distill.label import TeacherLabeler
     from searchrel.teacher.model import new_teacher
 
     ds = load_dataset(args.data) if args.data else synthesize(SynthConfig())

@@ -41,8 +41,8 @@ SETTINGS = {  # short name -> (row label, TeacherConfig options)
 def measure(setting: dict, steps: int, batch: int = 16, max_length: int = 128, backbone: str = "me5-small") -> dict:
     import torch
 
+    from searchrel.models.pairs import collate, encode_pairs
     from searchrel.teacher.model import TeacherConfig, new_teacher
-    from searchrel.teacher.pairs import collate, encode_pairs
 
     torch.set_num_threads(os.cpu_count() or 1)
     setting = dict(setting)

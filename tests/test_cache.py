@@ -8,8 +8,15 @@ import time
 import numpy as np
 import pytest
 
-from searchrel.serve.cache import (CachedQueryEncoder, LRUCache, NullCache, RedisCache, cache_key, make_cache,
-                                   normalise_query)
+from searchrel.serve.cache import (
+    CachedQueryEncoder,
+    LRUCache,
+    NullCache,
+    RedisCache,
+    cache_key,
+    make_cache,
+    normalise_query,
+)
 
 
 class FakeClock:
@@ -168,6 +175,7 @@ def redis_url(tmp_path):
             proc.wait()
 
 
+@pytest.mark.integration
 def test_redis_cache_get_put_mget_ttl(redis_url):
     c = make_cache(redis_url, 10, ttl_s=1)
     assert isinstance(c, RedisCache)

@@ -80,9 +80,23 @@ def test_pairs_file_round_trip_and_bad_input(world, tmp_path):
         read_pairs(tmp_path / "bad.csv")
 
 
+def test_the_fast_teacher_path_matches_eager_fp32(world, teacher):
+    """Evaluation, labelling and the workbench share ``load_teacher``: on the fast path (bf16 TorchScript) the
+    probabilities stay within 0.01 of the eager fp32 model's (bf16 keeps 8 bits of mantissa; measured ~3e-4)."""
+    from searchrel.teacher.inference import load_teacher, predict_dataset
+
+    pairs = world.judgments[["query_id", "item_id"]].head(64)
+    fast, tok = load_teacher(teacher, fast=True)
+    eager, _ = load_teacher(teacher, fast=False)
+    assert fast.fast is not None and eager.fast is None
+    cols = [f"p_{g}" for g in world.info.scale.grades]
+    a = predict_dataset(fast, tok, world, pairs=pairs)[cols].to_numpy()
+    b = predict_dataset(eager, tok, world, pairs=pairs, bf16=False)[cols].to_numpy()
+    assert np.abs(a - b).max() <= 0.01 and np.allclose(a.sum(1), 1, atol=1e-5)
+
+
 def test_labels_are_the_teachers_probabilities(world, teacher, tmp_path):
-    from searchrel.teacher.model import load_teacher
-    from searchrel.teacher.predict import predict_dataset
+    from searchrel.teacher.inference import load_teacher, predict_dataset
 
     pairs = world.judgments[["query_id", "item_id"]].head(40)
     path = tmp_path / "pairs.csv"
@@ -90,7 +104,7 @@ def test_labels_are_the_teachers_probabilities(world, teacher, tmp_path):
     out = label_pairs(teacher, path, tmp_path / "labels", LabelConfig(shard_size=16, bf16=False), dataset=world)
     labels = read_labels(out)
     assert len(list(out.glob("part-*.parquet"))) == 3 and list(labels["pair_idx"]) == list(range(40))
-    model, tok = load_teacher(teacher)
+    model, tok = load_teacher(teacher, fast=False)  # bf16=False: labelled in fp32, off the bf16 fast path
     direct = predict_dataset(model, tok, world, pairs=pairs, bf16=False)
     cols = [f"p_{g}" for g in world.info.scale.grades]
     assert np.allclose(labels[cols].to_numpy(), direct[cols].to_numpy(), atol=1e-5)
@@ -113,6 +127,7 @@ label_pairs({teacher!r}, {pairs!r}, {out!r}, LabelConfig(shard_size=8, bf16=Fals
 """
 
 
+@pytest.mark.integration
 def test_labelling_killed_midway_resumes_with_every_pair_exactly_once(world, teacher, tmp_path):
     cfg = SampleConfig(amplification=6)
     pairs_path = save_pairs(sample_pairs(world, cfg), tmp_path / "pairs.parquet", world, cfg)

@@ -56,6 +56,7 @@ def assert_same_labels(labels, reference):
     assert np.allclose(labels[cols].to_numpy(), reference[cols].to_numpy(), atol=1e-5)
 
 
+@pytest.mark.integration
 def test_ray_backend_gives_the_local_backends_labels(world, teacher, pairs_path, reference, local_ray, tmp_path):
     out = label_pairs(teacher, pairs_path, tmp_path / "labels", RAY, dataset=world)
     assert_same_labels(read_labels(out), reference)
@@ -63,6 +64,7 @@ def test_ray_backend_gives_the_local_backends_labels(world, teacher, pairs_path,
     assert ray.is_initialized()  # a Ray the caller started is left running
 
 
+@pytest.mark.integration
 def test_ray_backend_resumes_a_partial_run(world, teacher, pairs_path, reference, local_ray, tmp_path):
     out = label_pairs(teacher, pairs_path, tmp_path / "labels", LOCAL, dataset=world)
     shards = sorted(out.glob("part-*.parquet"))

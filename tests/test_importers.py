@@ -11,8 +11,17 @@ from typer.testing import CliRunner
 
 from searchrel.cli.imports import import_app
 from searchrel.data.dataset import load_dataset
-from searchrel.data.importers import (BadInputError, clean_line, clean_text, import_crowdflower, import_esci,
-                                      import_table, parse_fields, parse_scale, save_import)
+from searchrel.data.importers import (
+    BadInputError,
+    clean_line,
+    clean_text,
+    import_crowdflower,
+    import_esci,
+    import_table,
+    parse_fields,
+    parse_scale,
+    save_import,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CF = FIXTURES / "crowdflower_dirty.csv"

@@ -140,6 +140,7 @@ def test_a_changed_model_means_a_full_build(student_dir, world, tiny_bert, tmp_p
     assert m["counts"]["embedded"] == len(world.items) and m["counts"]["unchanged"] == len(world.items)
 
 
+@pytest.mark.integration
 def test_a_failed_or_killed_refresh_leaves_the_live_version(student_dir, world, reference, tmp_path, monkeypatch):
     out = tmp_path / "idx"
     build_index(student_dir, world, out, **FAST)
@@ -242,6 +243,7 @@ def local_ray():
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.integration
 def test_ray_backend_gives_the_local_vectors(local_ray, student_dir, world, reference, tmp_path):
     idx = load_index(build_index(student_dir, world, tmp_path / "idx", backend="ray", shard_size=50, **FAST))
     assert idx.manifest["backend"] == "ray" and list(idx.item_ids) == list(world.items["item_id"])

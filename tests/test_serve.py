@@ -65,6 +65,23 @@ def test_rerank_orders_by_expected_grade_and_matches_offline_scores(setup, clien
     assert np.allclose(probs @ np.arange(1, 6), list(got.values()), atol=2e-3)
 
 
+def test_score_gives_the_unrounded_probabilities_rerank_ranks_and_rounds(setup):
+    ds, sdir, index = setup
+    svc = Service(ServeConfig(index=index, student=sdir, onnx=False))
+    ids = ds.items["item_id"].tolist()[:12]
+    query = ds.queries["text"].iloc[1]
+    scored, probs, unknown = svc.score(query, ids + [ids[0], "nope"], language="en")
+    assert scored == ids and unknown == ["nope"]  # a duplicate scored once, in the order asked
+    assert probs.shape == (12, 5) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    body = svc.rerank(query, ids, language="en")
+    ranked = [i["item_id"] for i in body["items"]]
+    expected = probs @ np.arange(1, 6)
+    assert ranked == [ids[j] for j in np.argsort(-expected, kind="stable")]
+    for item in body["items"]:
+        row = probs[ids.index(item["item_id"])]
+        assert np.allclose([item["probabilities"][str(g)] for g in range(1, 6)], row, atol=1e-5)
+
+
 def test_unseen_items_sent_with_text_are_scored(setup, client):
     ds, _, _ = setup
     r = client.post("/v1/rerank", json={"query": "red table", "item_ids": [ds.items["item_id"].iloc[0]],

@@ -133,10 +133,9 @@ def test_cli_sample_label_train_eval(world, tiny_bert, tmp_path):
 
 
 def test_curve_trains_one_student_per_factor(world, tiny_bert, tmp_path):
-    from test_distill import make_teacher
-
     from searchrel.distill.config import LabelConfig, SampleConfig
     from searchrel.experiments.curve import CurveConfig, curve
+    from test_distill import make_teacher
 
     teacher = make_teacher(tiny_bert, tmp_path / "teacher")
     cfg = CurveConfig(amplifications=[1, 3], train=_cfg(tiny_bert, epochs=1), label=LabelConfig(shard_size=128),

@@ -14,10 +14,9 @@ from safetensors.torch import load_file
 
 from searchrel.annotate.text import TextConfig
 from searchrel.eval.evaluate import EvalConfig, evaluate
+from searchrel.eval.grades import decode_grades, fit_thresholds
 from searchrel.teacher.config import TeacherConfig, TrainConfig
-from searchrel.teacher.model import decode_grades, load_teacher
-from searchrel.teacher.predict import predict_dataset
-from searchrel.teacher.thresholds import fit_thresholds
+from searchrel.teacher.inference import load_teacher, predict_dataset
 from searchrel.teacher.train import train
 
 HERE = Path(__file__).parent
@@ -75,6 +74,7 @@ train(_dataset(), {run!r}, _config({backbone!r}, epochs=8, patience=1000), resum
 """
 
 
+@pytest.mark.integration
 def test_resume_after_kill_ends_where_an_uninterrupted_run_would(tiny_bert, tmp_path):
     reference = train(_dataset(), tmp_path / "ref", _config(tiny_bert, epochs=8, patience=1000))
     run = tmp_path / "killed"

@@ -14,14 +14,14 @@ import torch
 from searchrel.annotate.text import TextConfig, build_item_texts
 from searchrel.data.dataset import DatasetError
 from searchrel.data.tables import read_table
+from searchrel.distill.label import TeacherLabeler
 from searchrel.distill.sample import read_pairs
-from searchrel.models.testing import make_tiny_bert, make_tiny_embeddinggemma
+from searchrel.models.pairs import query_batches
+from searchrel.models.testing import make_tiny_embeddinggemma
 from searchrel.teacher.config import BiEncoderConfig, TeacherConfig, TrainConfig
 from searchrel.teacher.ensemble import EnsembleTeacher, Ordinal, fit_ordinal, fit_stacker, is_ensemble
+from searchrel.teacher.inference import load_teacher, predict_dataset
 from searchrel.teacher.losses import listnet_loss
-from searchrel.teacher.model import load_teacher
-from searchrel.teacher.pairs import query_batches
-from searchrel.teacher.predict import predict_dataset
 from searchrel.teacher.recipe import train_teacher
 
 
@@ -102,12 +102,12 @@ def eg(tmp_path_factory):
 
 def test_sentence_transformers_folder_is_encoded_like_sentence_transformers(eg):
     """Mean pooling over every token (prompt included), both Dense layers, L2 norm — computed here by hand."""
+    from safetensors.torch import load_file
     from tokenizers import Tokenizer
     from transformers import AutoModel
 
     from searchrel.models.encode import Encoder
     from searchrel.models.registry import backbone_for
-    from safetensors.torch import load_file
 
     enc = Encoder(eg, backbone_for(str(eg)), precision="fp32")
     assert enc.backbone.query_prefix == "task: search result | query: " and enc.dim == 32
@@ -162,10 +162,8 @@ def test_ensemble_teacher_trains_loads_predicts_and_labels(eg, tiny_bert, tmp_pa
                                                                              texts.loc["i3"]])
     assert np.allclose(alone[0], together[0], atol=1e-5)
     # the labelling path serves it
-    from searchrel.distill.label import TeacherLabeler
-
     labeler = TeacherLabeler(str(run))
-    assert labeler.fast is None and np.allclose(labeler.probs(["red table"], [texts.loc["i1"]]), alone, atol=1e-5)
+    assert np.allclose(labeler.probs(["red table"], [texts.loc["i1"]]), alone, atol=1e-5)
     # a second call resumes: every member is reused, the stacker refitted the same
     again = train_teacher(ds, run, cfg, resume=True)
     assert json.loads((again / "teacher.json").read_text())["stacker"] == model.config.stacker.model_dump()

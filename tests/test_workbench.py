@@ -22,8 +22,10 @@ from searchrel.serve.app import create_app  # noqa: E402
 from searchrel.serve.service import ServeConfig  # noqa: E402
 from searchrel.serve.workbench import normalise_query  # noqa: E402
 from searchrel.student.model import load_student, new_student  # noqa: E402
-from searchrel.teacher.model import load_teacher  # noqa: E402
-from searchrel.teacher.predict import predict_probs  # noqa: E402
+from searchrel.teacher.inference import (
+    load_teacher,  # noqa: E402
+    predict_probs,  # noqa: E402
+)
 from searchrel.teacher.train import train  # noqa: E402
 from test_student import _cfg  # noqa: E402
 from test_teacher import _config  # noqa: E402
@@ -255,18 +257,18 @@ def test_a_teacher_that_fails_to_load_gets_503_not_500(setup, tmp_path):
 
 
 def test_the_teacher_is_loaded_once_on_first_use(setup, monkeypatch):
-    import searchrel.distill.label as label
+    from searchrel.teacher import inference
 
     ds, sdir, index, teacher = setup
     made = []
+    real = inference.load_teacher
 
-    class Counting(label.TeacherLabeler):
-        def __init__(self, *a, **kw):
-            made.append(1)
-            time.sleep(0.2)  # a slow load: concurrent first requests must still load it once
-            super().__init__(*a, **kw)
+    def counting(*a, **kw):
+        made.append(1)
+        time.sleep(0.2)  # a slow load: concurrent first requests must still load it once
+        return real(*a, **kw)
 
-    monkeypatch.setattr(label, "TeacherLabeler", Counting)
+    monkeypatch.setattr(inference, "load_teacher", counting)
     text, lang, _ = _judged_query(ds)
     with TestClient(create_app(ServeConfig(index=index, student=sdir, data=ds.path, teacher=teacher))) as c:
         assert c.get("/v1/workbench/info").json()["teacher"]["loaded"] is False and not made
@@ -312,6 +314,7 @@ def serving(app):
         thread.join(10)
 
 
+@pytest.mark.integration
 def test_workbench_page_end_to_end(app, client, setup):
     from browser import browser_page, screenshot
 

@@ -15,8 +15,6 @@ from pydantic import BaseModel, Field
 
 from searchrel.data.dataset import SPLITS, Dataset, DatasetError
 
-ENGAGEMENTS = ("click", "save", "long_click")
-
 
 class AnnotateConfig(BaseModel):
     """How log signals become item fields."""

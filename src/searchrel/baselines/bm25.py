@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import bm25s
 import numpy as np
 
+from searchrel.annotate.text import build_item_texts
+
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af"
 _WORD = re.compile(rf"[{_CJK}]+|[^\W_]+", re.UNICODE)
 _CJK_RUN = re.compile(rf"^[{_CJK}]+$")
@@ -62,8 +64,6 @@ class BM25Scorer:
 
 def bm25_predictions(ds, text_config, split: str = "all", k1: float = 1.2, b: float = 0.75):
     """Score every judged pair of ``split`` with BM25 over the whole catalogue: ``query_id, item_id, score``."""
-    from searchrel.annotate.text import build_item_texts
-
     texts = build_item_texts(ds.items, text_config)
     scorer = BM25Scorer(texts.tolist(), k1=k1, b=b)
     position = {item_id: i for i, item_id in enumerate(texts.index)}

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from searchrel.annotate.text import build_item_texts
 from searchrel.models.encode import Precision, load_encoder
 
 
@@ -54,8 +55,6 @@ def embed_scores(query_texts: Sequence[str], item_texts: Sequence[str],
 
 def embed_predictions(ds, text_config, split: str = "all", model: str = "me5-small", precision: Precision = "auto"):
     """Cosine of query and item embeddings for every judged pair of ``split``: ``query_id, item_id, score``."""
-    from searchrel.annotate.text import build_item_texts
-
     texts = build_item_texts(ds.items, text_config)
     position = {item_id: i for i, item_id in enumerate(texts.index)}
     pairs = ds.pairs(split)

@@ -9,8 +9,8 @@ from searchrel.cli import data, evaluation, experiments, pipeline, report
 from searchrel.cli.distill import distill_app
 from searchrel.cli.imports import import_app
 from searchrel.cli.index import index_app
-from searchrel.cli.serve import serve_cmd
 from searchrel.cli.models import models_app
+from searchrel.cli.serve import serve_cmd
 from searchrel.cli.student import student_app
 from searchrel.cli.teacher import teacher_app
 

@@ -35,7 +35,7 @@ def eval_cmd(
         raise ValueError("give exactly one of --predictions FILE or --model DIR")
     ds = load_dataset(data)
     if model is not None:
-        from searchrel.eval.scorers import load_scorer
+        from searchrel.experiments.scorers import load_scorer
 
         preds, name = load_scorer(model).predict(ds, split), model.name
     else:

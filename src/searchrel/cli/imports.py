@@ -10,8 +10,15 @@ from rich.console import Console
 from rich.table import Table
 
 from searchrel.data.dataset import DatasetError
-from searchrel.data.importers import (ImportReport, import_crowdflower, import_esci, import_table, parse_fields,
-                                      parse_scale, save_import)
+from searchrel.data.importers import (
+    ImportReport,
+    import_crowdflower,
+    import_esci,
+    import_table,
+    parse_fields,
+    parse_scale,
+    save_import,
+)
 
 import_app = typer.Typer(help="Import judged query–item pairs (CrowdFlower, ESCI, any CSV/JSONL/Parquet table) "
                               "into a searchrel dataset.", no_args_is_help=True)

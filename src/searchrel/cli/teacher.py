@@ -82,8 +82,7 @@ def predict_cmd(
 ) -> None:
     """Write per-pair grade probabilities of a teacher."""
     from searchrel.eval.evaluate import read_predictions
-    from searchrel.teacher.model import load_teacher
-    from searchrel.teacher.predict import predict_dataset
+    from searchrel.teacher.inference import load_teacher, predict_dataset
 
     ds = load_dataset(dataset)
     m, tok = load_teacher(model)

@@ -16,7 +16,6 @@ Every check on load names the table, the column and, where it applies, the row t
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -27,6 +26,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field, model_validator
+
+from searchrel.data.splits import make_splits
 
 ITEM_CORE_FIELDS = ("title", "description", "image_caption", "board_titles", "engaged_queries")
 LIST_FIELDS = ("board_titles", "engaged_queries")
@@ -146,8 +147,6 @@ class Dataset:
     def split_of(self) -> pd.Series:
         """query_id -> split name. Uses the stored split table, else computes the default one."""
         if self.splits is None:
-            from searchrel.data.splits import make_splits
-
             self.splits = make_splits(self.queries)
         return self.splits.set_index("query_id")["split"]
 

@@ -31,9 +31,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from searchrel.data.dataset import Dataset, DatasetInfo, Scale
 from searchrel.data.splits import make_splits
-from searchrel.data.synth_lexicon import (ATTRIBUTES, BOARD_TEMPLATES, BRANDED_VERTICALS, BRANDS, CAPTION_SEASON,
-                                          CAPTION_TEMPLATES, COUNTRIES, FILLERS, JOINER, KINDS, LANGUAGES,
-                                          PHRASE_ORDER, THIN_TITLES, TITLE_TEMPLATES, VERTICALS)
+from searchrel.data.synth_lexicon import (
+    ATTRIBUTES,
+    BOARD_TEMPLATES,
+    BRANDED_VERTICALS,
+    BRANDS,
+    CAPTION_SEASON,
+    CAPTION_TEMPLATES,
+    COUNTRIES,
+    FILLERS,
+    JOINER,
+    KINDS,
+    LANGUAGES,
+    PHRASE_ORDER,
+    THIN_TITLES,
+    TITLE_TEMPLATES,
+    VERTICALS,
+)
 from searchrel.progress import step
 
 SCALE = Scale(min=1, max=5, names=["irrelevant", "weak", "partial", "relevant", "perfect"])

@@ -14,7 +14,6 @@ on each batch: ``local`` (one model in this process, the shared bf16 inference p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -22,31 +21,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import torch
 
 from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset, load_dataset
 from searchrel.distill.config import LabelConfig
 from searchrel.distill.sample import read_pairs
+from searchrel.io import sha256_file
+from searchrel.models.encode import default_threads
 from searchrel.progress import console, step
+from searchrel.ray_pool import map_shards
+from searchrel.teacher.inference import load_teacher, predict_probs, read_teacher_config
 
 MANIFEST = "labels.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _teacher_config(teacher: Path):
-    from searchrel.teacher.config import TeacherConfig
-    from searchrel.teacher.model import CONFIG_FILE
-
-    if not (teacher / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{teacher}: not a teacher directory ({CONFIG_FILE} is missing)")
-    return TeacherConfig.model_validate_json((teacher / CONFIG_FILE).read_text())
 
 
 def pair_texts(ds: Dataset, pairs: pd.DataFrame, text_config) -> pd.DataFrame:
@@ -66,44 +53,19 @@ def pair_texts(ds: Dataset, pairs: pd.DataFrame, text_config) -> pd.DataFrame:
 
 class TeacherLabeler:
     """Callable on a batch of ``pair_idx, query_id, item_id, query, item_text`` -> the same keys + ``p_<grade>``.
-    One instance holds one model: the local backend makes one, each Ray actor makes its own."""
+    One instance holds one model: the local backend makes one, each Ray actor makes its own. The model runs on the
+    one teacher inference path (``teacher.inference``) that evaluation and the workbench use."""
 
     def __init__(self, teacher: str, batch_size: int = 64, bf16: bool | None = None, device: str = "auto"):
-        import torch
-
-        from searchrel.models.device import resolve_device
-        from searchrel.models.encode import Encoder, cpu_has_bf16, default_threads
-        from searchrel.teacher.model import CrossEncoder, load_teacher
-
         torch.set_num_threads(default_threads())
-        self.device = resolve_device(device)
-        self.model, self.tokenizer = load_teacher(teacher, self.device)
+        # bf16=False asks for fp32: off the (bf16) fast path
+        self.model, self.tokenizer = load_teacher(teacher, device, fast=False if bf16 is False else None)
         self.batch_size, self.bf16 = batch_size, bf16
         self.columns = [f"p_{g}" for g in self.model.config.scale.grades]
-        cfg = self.model.config
-        # the shared fast path (bf16 TorchScript, shape buckets) for encoder teachers on bf16 CPUs; others, and GPUs,
-        # run eager under autocast
-        self.fast = None
-        if (isinstance(self.model, CrossEncoder) and self.device.type == "cpu"
-                and (bf16 if bf16 is not None else cpu_has_bf16()) and not cfg.is_decoder and self.model.n_features == 0):
-            self.fast = Encoder.for_module(self.model.backbone, self.tokenizer.pad_token_id,
-                                           pooling=self.model.pooling, precision="bf16")
 
     def probs(self, queries: list[str], items: list[str]) -> np.ndarray:
-        import torch
-
-        from searchrel.teacher.pairs import encode_pairs
-        from searchrel.teacher.predict import predict_probs
-
-        if self.fast is None:
-            return predict_probs(self.model, self.tokenizer, queries, items, batch_size=self.batch_size,
-                                 bf16=self.bf16, progress=None)
-        cfg = self.model.config
-        ids = encode_pairs(self.tokenizer, queries, items, cfg.max_length, cfg.is_decoder, cfg.query_prefix,
-                           cfg.passage_prefix)
-        pooled = self.fast.encode_ids(ids, self.batch_size)
-        with torch.inference_mode():
-            return torch.softmax(self.model.head(torch.from_numpy(pooled)), -1).numpy()
+        return predict_probs(self.model, self.tokenizer, queries, items, batch_size=self.batch_size, bf16=self.bf16,
+                             progress=None)
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         probs = self.probs(batch["query"].tolist(), batch["item_text"].tolist())
@@ -130,7 +92,7 @@ def label_pairs(teacher: str | Path, pairs_path: str | Path, out: str | Path, cf
                 dataset: Dataset | str | Path | None = None) -> Path:
     """Label every pair of ``pairs_path`` with the teacher into ``out``, resuming whatever a previous run finished."""
     teacher, pairs_path, out = Path(teacher).resolve(), Path(pairs_path), Path(out)
-    tcfg = _teacher_config(teacher)
+    tcfg = read_teacher_config(teacher)
     pairs, meta = read_pairs(pairs_path)
     if dataset is None:
         if not meta.get("dataset"):
@@ -140,8 +102,8 @@ def label_pairs(teacher: str | Path, pairs_path: str | Path, out: str | Path, cf
     if ds.info.scale.grades != tcfg.scale.grades:
         raise ValueError(f"the teacher predicts grades {tcfg.scale.min}..{tcfg.scale.max} but the dataset's scale "
                          f"is {ds.info.scale.min}..{ds.info.scale.max}")
-    manifest = {"teacher": str(teacher), "teacher_config_sha256": _sha256(teacher / "teacher.json"),
-                "pairs": str(pairs_path.resolve()), "pairs_sha256": _sha256(pairs_path), "n_pairs": len(pairs),
+    manifest = {"teacher": str(teacher), "teacher_config_sha256": sha256_file(teacher / "teacher.json"),
+                "pairs": str(pairs_path.resolve()), "pairs_sha256": sha256_file(pairs_path), "n_pairs": len(pairs),
                 "grades": tcfg.scale.grades, "dataset": str(ds.path) if ds.path else None}
     _check_or_start(out, manifest)
     for tmp in out.glob(".part-*.tmp"):  # a shard a killed run was writing
@@ -192,8 +154,6 @@ def _run_local(teacher: str, todo: pd.DataFrame, out: Path, cfg: LabelConfig) ->
 
 
 def _run_ray(teacher: str, todo: pd.DataFrame, out: Path, cfg: LabelConfig) -> None:
-    from searchrel.ray_pool import map_shards
-
     kwargs = {"teacher": teacher, "batch_size": cfg.batch_size, "bf16": cfg.bf16, "device": cfg.device}
     with step("teacher labelling (ray)", total=len(todo)) as advance:
         for shard in map_shards(todo, TeacherLabeler, kwargs, cfg):

@@ -19,9 +19,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from searchrel.annotate.text import TextConfig, build_item_texts
+from searchrel.baselines.bm25 import BM25Scorer
 from searchrel.data.dataset import Dataset
 from searchrel.data.tables import is_parquet, read_parquet_table, read_table
 from searchrel.distill.config import SampleConfig
+from searchrel.models.encode import load_encoder
 from searchrel.progress import console, track
 
 PAIR_COLUMNS = ["query_id", "item_id", "source"]
@@ -67,9 +69,6 @@ def _from_log(log: pd.DataFrame, queries: set[str], target: int, seed: int) -> p
 
 def _from_retrieval(ds: Dataset, queries: pd.DataFrame, target: int, cfg: SampleConfig, text: TextConfig,
                     taken: pd.DataFrame) -> pd.DataFrame:
-    from searchrel.baselines.bm25 import BM25Scorer
-    from searchrel.models.encode import load_encoder
-
     item_texts = build_item_texts(ds.items, text)
     item_ids = item_texts.index.to_numpy()
     n_items = len(item_ids)

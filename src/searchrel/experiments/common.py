@@ -8,11 +8,11 @@ from pathlib import Path
 from searchrel.data.dataset import Dataset
 from searchrel.eval.charts import bar_chart
 from searchrel.eval.evaluate import EvalConfig, EvalResult, evaluate
-from searchrel.eval.scorers import load_scorer
 from searchrel.eval.tables import markdown_table
+from searchrel.experiments.scorers import load_scorer
 from searchrel.progress import console
-from searchrel.teacher.model import CONFIG_FILE
 from searchrel.teacher.config import TrainConfig
+from searchrel.teacher.model import CONFIG_FILE
 from searchrel.teacher.train import train
 
 

@@ -14,14 +14,18 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
+from searchrel.annotate.text import TextConfig
 from searchrel.data.dataset import Dataset
 from searchrel.distill.config import LabelConfig, SampleConfig
+from searchrel.distill.label import label_pairs, read_labels
+from searchrel.distill.sample import sample_pairs, save_pairs
 from searchrel.eval.charts import line_chart
 from searchrel.eval.evaluate import EvalConfig, EvalResult, evaluate
-from searchrel.eval.scorers import load_scorer
 from searchrel.experiments.common import write_outputs
+from searchrel.experiments.scorers import load_scorer
 from searchrel.progress import console
 from searchrel.student.config import StudentTrainConfig
+from searchrel.student.train import train_student
 
 
 class CurveConfig(BaseModel):
@@ -46,16 +50,10 @@ def _factor(a: float) -> str:
 
 def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, EvalResult]:
     """Run the curve into ``out``: pairs.parquet, labels/, student-human/, student-x<N>/, curve.md/.json/.png."""
-    from searchrel.distill.label import label_pairs, read_labels
-    from searchrel.distill.sample import sample_pairs, save_pairs
-    from searchrel.student.train import train_student
-
     out.mkdir(parents=True, exist_ok=True)
     factors = sorted(cfg.amplifications)
     if not factors or factors[0] <= 0:
         raise ValueError("amplifications must be positive factors, e.g. 1,10,100")
-    from searchrel.annotate.text import TextConfig
-
     teacher_text = TextConfig.model_validate(json.loads((teacher / "teacher.json").read_text())["text"])
     # students read the item text the teacher judged
     train_cfg = cfg.train.model_copy(update={"student": cfg.train.student.model_copy(update={"text": teacher_text})})

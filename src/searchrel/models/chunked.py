@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..progress import step
-from .registry import ModelError
+from searchrel.models.registry import ModelError
+from searchrel.progress import step
 
 WHEELS_ENV = "SEARCHREL_WHEELS"
 

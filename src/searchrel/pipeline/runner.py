@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from searchrel import __version__
+from searchrel.io import write_json
 from searchrel.locks import exclusive
 from searchrel.progress import console
 
@@ -50,12 +51,6 @@ def stage_key(stage: Stage, upstream: dict[str, str]) -> str:
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
 
 
 def read_record(out: Path, name: str) -> dict | None:

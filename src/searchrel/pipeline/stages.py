@@ -20,7 +20,6 @@ Run directory::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -30,26 +29,34 @@ from pathlib import Path
 
 import numpy as np
 
+from searchrel.annotate.logs import annotate
+from searchrel.baselines.bm25 import bm25_predictions
+from searchrel.baselines.embed import embed_predictions
+from searchrel.data.dataset import load_dataset
+from searchrel.data.importers import import_crowdflower
+from searchrel.data.splits import make_splits
+from searchrel.data.synth import synthesize
+from searchrel.distill.label import MANIFEST, label_pairs, read_labels
+from searchrel.distill.sample import sample_pairs, save_pairs
+from searchrel.eval.evaluate import EvalResult, evaluate
+from searchrel.experiments.ablate import AblateConfig, ablate
+from searchrel.experiments.common import write_outputs
+from searchrel.experiments.curve import distilled_subset, write_curve
+from searchrel.experiments.scorers import load_scorer
+from searchrel.index.store import build_index, load_index
+from searchrel.io import sha256_tree, write_json
+from searchrel.models.encode import default_threads
 from searchrel.pipeline.config import PipelineConfig
-from searchrel.pipeline.runner import Stage
-from searchrel.progress import console
+from searchrel.pipeline.runner import SUMMARY, Stage, now
+from searchrel.report import build_report
+from searchrel.serve.service import ServeConfig, Service
+from searchrel.student.train import train_student
+from searchrel.teacher.model import CONFIG_FILE
+from searchrel.teacher.recipe import train_teacher
+
 
 def _dump(model) -> dict:
     return json.loads(model.model_dump_json())
-
-
-def files_sha256(path: Path) -> str:
-    """Content hash of a file, or of every file under a directory (names and bytes)."""
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    if not files:
-        raise FileNotFoundError(f"{path}: no such file or directory")
-    for f in files:
-        h.update(str(f.relative_to(path) if f != path else f.name).encode() + b"\0")
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def factor_name(a: float) -> str:
@@ -66,8 +73,6 @@ class Run:
     # -- shared state ---------------------------------------------------------------------------------
     def dataset(self):
         if self._ds is None:
-            from searchrel.data.dataset import load_dataset
-
             self._ds = load_dataset(self.out / "dataset")
         return self._ds
 
@@ -80,8 +85,6 @@ class Run:
 
     def _evaluate(self, preds, name: str, where: Path) -> dict:
         """Write ``predictions-<name>.parquet`` and ``metrics-<name>.json`` into ``where``; return the overall metrics."""
-        from searchrel.eval.evaluate import evaluate
-
         where.mkdir(parents=True, exist_ok=True)
         preds.to_parquet(where / f"predictions-{name}.parquet", index=False)
         result = evaluate(self.dataset(), preds, self.cfg.evaluate)
@@ -90,24 +93,14 @@ class Run:
 
     # -- stages ---------------------------------------------------------------------------------------
     def data(self) -> dict:
-        from searchrel.annotate.logs import annotate
-
         d = self.cfg.data
         if d.source == "synthetic":
-            from searchrel.data.synth import synthesize
-
             ds = synthesize(d.synth)
         elif d.source == "crowdflower":
-            from searchrel.data.importers import import_crowdflower
-
             ds, _ = import_crowdflower(d.path, translations=d.translations)
         else:
-            from searchrel.data.dataset import load_dataset
-
             ds = load_dataset(d.path)
         if d.splits is not None:  # before annotation, which keeps held-out queries out of the item text
-            from searchrel.data.splits import make_splits
-
             ds.splits = make_splits(ds.queries, d.splits.fractions, d.splits.seed)
         annotated = d.annotate is not None and ds.search_log is not None and len(ds.search_log) > 0
         if annotated:
@@ -123,9 +116,6 @@ class Run:
                 "queries_per_split": {s: int(n) for s, n in ds.queries["query_id"].map(split).value_counts().items()}}
 
     def baselines(self) -> dict:
-        from searchrel.baselines.bm25 import bm25_predictions
-        from searchrel.baselines.embed import embed_predictions
-
         ds, where, metrics = self.dataset(), self.out / "baselines", {}
         where.mkdir(parents=True, exist_ok=True)
         if self.cfg.baselines.bm25:
@@ -136,9 +126,6 @@ class Run:
         return metrics
 
     def teacher(self) -> dict:
-        from searchrel.teacher.model import CONFIG_FILE
-        from searchrel.teacher.recipe import train_teacher
-
         run = self.out / "teacher"
         if not (run / CONFIG_FILE).exists():
             train_teacher(self.dataset(), run, self.cfg.train_config(), resume=run.exists())
@@ -147,8 +134,6 @@ class Run:
                 "tokens_per_s": rec.get("tokens_per_s"), "best_valid": rec.get("best")}
 
     def ablation(self) -> dict:
-        from searchrel.experiments.ablate import AblateConfig, ablate
-
         a = self.cfg.ablation
         train = self.cfg.train_config().model_copy(update={"max_minutes": a.teacher_minutes or None})
         steps, results, _ = ablate(self.dataset(), self.out / "ablation",
@@ -156,8 +141,6 @@ class Run:
         return {name: r.overall.get("ndcg@8") for name, r in results.items()}
 
     def sample(self) -> dict:
-        from searchrel.distill.sample import sample_pairs, save_pairs
-
         cfg = self.cfg.distill.sample.model_copy(update={"amplification": self.cfg.distill.amplifications[-1]})
         path = self.out / "distill" / "pairs.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,18 +150,12 @@ class Run:
                 "items": int(pairs["item_id"].nunique())}
 
     def label(self) -> dict:
-        from searchrel.distill.label import MANIFEST, label_pairs
-
         out = label_pairs(self.out / "teacher", self.out / "distill" / "pairs.parquet", self.out / "distill" / "labels",
                           self.cfg.distill.label, dataset=self.dataset())
         m = json.loads((out / MANIFEST).read_text())
         return {"pairs": m["n_pairs"], "pairs_per_s": m.get("pairs_per_s"), "backend": m.get("backend")}
 
     def student(self, factor: float | None) -> dict:
-        from searchrel.distill.label import read_labels
-        from searchrel.experiments.curve import distilled_subset
-        from searchrel.student.train import train_student
-
         ds = self.dataset()
         run = self.out / "students" / ("human" if factor is None else factor_name(factor))
         subset = None
@@ -191,8 +168,6 @@ class Run:
                 "train_minutes": round(rec["elapsed_s"] / 60, 2), "best_valid": rec.get("best")}
 
     def index(self) -> dict:
-        from searchrel.index.store import build_index, load_index
-
         version = build_index(self.served_student(), self.dataset(), self.out / "index", self.cfg.index)
         idx = load_index(version, with_faiss=False)
         return {"items": len(idx), "version": idx.version}
@@ -217,11 +192,6 @@ class Run:
     def evaluate(self) -> dict:
         """Every system on the evaluation split (models predicted here, so changing the split or the metrics
         retrains nothing): eval/predictions-*.parquet, metrics-*.json, systems.json, comparison.*; curve/."""
-        from searchrel.eval.evaluate import EvalResult
-        from searchrel.eval.scorers import load_scorer
-        from searchrel.experiments.common import write_outputs
-        from searchrel.experiments.curve import write_curve
-
         where = self.out / "eval"
         where.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.out / "curve", ignore_errors=True)  # written again below when there is a curve
@@ -250,9 +220,6 @@ class Run:
 
     def latency(self) -> dict:
         import torch
-
-        from searchrel.models.encode import default_threads
-        from searchrel.serve.service import ServeConfig, Service
 
         cfg, ds = self.cfg.latency, self.dataset()
         torch.set_num_threads(default_threads())  # the same threads whatever ran before in this process
@@ -302,9 +269,6 @@ class Run:
         return {k: record[k] for k in ("query_encode_ms", "teacher_pairs_per_s", "student_pairs_per_s")}
 
     def report(self) -> dict:
-        from searchrel.pipeline.runner import SUMMARY, now, write_json
-        from searchrel.report import build_report
-
         # the report is the run's last stage: every stage before it has finished
         summary = json.loads((self.out / SUMMARY).read_text())
         write_json(self.out / SUMMARY, summary | {"finished": summary.get("finished") or now()})
@@ -334,8 +298,8 @@ def plan(cfg: PipelineConfig, out: Path) -> tuple[Run, list[Stage]]:
     d = cfg.data
     data_params = _dump(d)
     if d.source != "synthetic":  # the content of the inputs, not their names or where the command runs
-        data_params |= {"path": files_sha256(Path(d.path)),
-                        "translations": files_sha256(Path(d.translations)) if d.translations else None}
+        data_params |= {"path": sha256_tree(Path(d.path)),
+                        "translations": sha256_tree(Path(d.translations)) if d.translations else None}
     text, ev = _dump(cfg.text), _dump(cfg.evaluate)
     # where the teacher trains (CPU or GPU) is how the work runs, not what it is: like the labelling backend
     train = {k: v for k, v in _dump(cfg.train_config()).items() if k != "device"}

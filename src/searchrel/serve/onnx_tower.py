@@ -40,6 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
+from searchrel.models.pairs import collate
+from searchrel.student.model import load_student
+
 ONNX_FILE = "query_tower.onnx"
 INT8_FILE = "query_tower.int8.onnx"
 WEIGHTS_FILE = "model.safetensors"  # as in searchrel.student.model (not imported: it pulls in torch)
@@ -63,8 +66,6 @@ def _available_cores() -> int:
 
 def _example(student) -> tuple:
     """A padded two-row batch (the second row shorter), so the attention-mask path is traced with real padding."""
-    from searchrel.teacher.pairs import collate
-
     ids = student.tokenize(["red wooden dining table with four chairs", "mesa"], "query")
     if len(ids[0]) <= len(ids[1]):
         ids = [ids[0] + ids[1][1:], ids[1]]  # any longer first row will do: it only has to force padding
@@ -139,8 +140,6 @@ def ensure_onnx(student_dir: str | Path, int8: bool = False) -> Path:
         raise FileNotFoundError(f"{student_dir}: not a student directory ({WEIGHTS_FILE} is missing)")
     fp32 = student_dir / ONNX_FILE
     if _stale(fp32, weights, student_dir / CONFIG_FILE):
-        from searchrel.student.model import load_student
-
         export_query_tower(load_student(student_dir), fp32)
     if not int8:
         return fp32

@@ -20,6 +20,10 @@ import pandas as pd
 from pydantic import BaseModel
 
 from searchrel.annotate.text import build_item_texts
+from searchrel.eval.grades import decode_grades
+from searchrel.index.store import load_index, model_version
+from searchrel.serve.cache import CachedQueryEncoder, make_cache
+from searchrel.serve.onnx_tower import OnnxQueryEncoder
 from searchrel.student.model import Side, Student, load_student
 
 
@@ -45,38 +49,36 @@ class ServeConfig(BaseModel):
 
 
 class QueryEmbedder:
-    """Query texts -> ``[tower vector | zero-shot vector]`` (what the cache stores), in one call per batch."""
+    """Query texts -> ``[tower vector | each query-cached feature's query side]`` (what the cache stores), in one
+    call per batch; ``split`` takes a cached row apart again."""
 
     def __init__(self, student: Student, student_dir: Path, onnx: bool = True, int8: bool = False):
         self.student = student
         if onnx:
-            from searchrel.serve.onnx_tower import OnnxQueryEncoder
-
             self.tower = OnnxQueryEncoder.from_student_dir(student_dir, int8=int8)
             self.fingerprint = self.tower.fingerprint
         else:
             self.tower = None
-            from searchrel.index.store import model_version
-
             self.fingerprint = model_version(student_dir)[:16]
-        self.zero_shot = next((f for f in student.features if f.name == "zero_shot"), None)
-        self.tower_dim = student.config.dim
+        self.cached = [f for f in student.features if f.query_cached]
+        widths = [student.config.dim] + [f.query_dim for f in self.cached]
+        self.bounds = np.cumsum([0, *widths])
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         tower = self.tower.encode(texts) if self.tower is not None else self.student.embed(texts, "query")
-        if self.zero_shot is None:
-            return tower
-        return np.concatenate([tower, self.zero_shot.query_side(texts)], 1)
+        return np.concatenate([tower, *[f.query_side(texts) for f in self.cached]], 1)
+
+    def split(self, rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """A cached ``[n, width]`` block -> the tower vectors and each query-cached feature's query side."""
+        parts = [rows[:, a:b] for a, b in zip(self.bounds[:-1], self.bounds[1:])]
+        return parts[0], {f.name: p for f, p in zip(self.cached, parts[1:])}
 
 
 class Service:
     """Loaded student + index + query cache; every method is safe to call from several threads."""
 
     def __init__(self, cfg: ServeConfig):
-        from searchrel.index.store import load_index, model_version
-        from searchrel.serve.cache import CachedQueryEncoder, make_cache
-
         self.cfg = cfg
         self.student = load_student(cfg.student)
         self.index = load_index(cfg.index)
@@ -90,33 +92,33 @@ class Service:
         self.queries = CachedQueryEncoder(self.embedder, make_cache(cfg.cache, cfg.cache_items, cfg.cache_ttl_s),
                                           namespace=self.embedder.fingerprint)
         self.grades = self.student.config.scale.grades
-        self._text_match = next((f for f in self.student.features if f.name == "text_match"), None)
         self._lock = threading.Lock()  # the student's scorer and towers: one request at a time inside torch
         self.started = time.time()
 
     # -- query side ---------------------------------------------------------------------------------
     def query_side(self, query: str, language: str | None = None) -> Side:
-        vec = self.queries.encode([query], [language])
-        d = self.embedder.tower_dim
-        feats: dict[str, object] = {}
-        for f in self.student.features:
-            if f.name == "zero_shot":
-                feats[f.name] = vec[:, d:]
-            else:  # cheap text features: computed per request from the query as typed
-                feats[f.name] = f.query_side([query])
-        return Side(vec[:, :d], feats)
+        tower, cached = self.embedder.split(self.queries.encode([query], [language]))
+        # the other features are cheap text features: computed per request from the query as typed
+        feats = {f.name: cached[f.name] if f.query_cached else f.query_side([query]) for f in self.student.features}
+        return Side(tower, feats)
 
     # -- endpoints' work ----------------------------------------------------------------------------
-    def rerank(self, query: str, item_ids: Sequence[str], items: Sequence[dict] | None = None,
-               language: str | None = None, top_k: int | None = None) -> dict:
-        """Candidates ordered by expected grade with their grade probabilities; unknown ids are reported."""
-        t0 = time.perf_counter()
+    def score(self, query: str, item_ids: Sequence[str], items: Sequence[dict] | None = None,
+              language: str | None = None) -> tuple[list[str], np.ndarray, list[str]]:
+        """Grade probabilities of the candidates, unrounded: ``(ids, probs [n, grades], unknown ids)``.
+
+        ``item_ids`` are scored from the index (duplicates once, unknown ones reported), ``items`` (dicts with an
+        ``item_id`` and text fields) from their text; ``ids`` lists the scored rows in that order."""
+        return self._score(query, item_ids, items, language)[:3]
+
+    def _score(self, query, item_ids, items, language):
         ids = list(dict.fromkeys(item_ids))
         known = [i for i in ids if i in self.index]
         unknown = [i for i in ids if i not in self.index]
         new = list(items or [])
+        t0 = time.perf_counter()
         qs = self.query_side(query, language)
-        t_query = time.perf_counter()
+        t_query = time.perf_counter() - t0
         probs_parts, out_ids = [], []
         with self._lock:
             if known:
@@ -136,10 +138,15 @@ class Service:
                                                         np.arange(len(texts))))
                 out_ids += frame["item_id"].tolist()
         probs = np.concatenate(probs_parts) if probs_parts else np.zeros((0, len(self.grades)), np.float32)
+        return out_ids, probs, unknown, t_query
+
+    def rerank(self, query: str, item_ids: Sequence[str], items: Sequence[dict] | None = None,
+               language: str | None = None, top_k: int | None = None) -> dict:
+        """Candidates ordered by expected grade with their grade probabilities; unknown ids are reported."""
+        t0 = time.perf_counter()
+        out_ids, probs, unknown, t_query = self._score(query, item_ids, items, language)
         expected = probs @ np.asarray(self.grades, dtype=float)
         order = np.argsort(-expected, kind="stable")[: top_k or len(expected)]
-        from searchrel.teacher.model import decode_grades
-
         decoded = decode_grades(probs, self.student.config.scale, self.student.config.thresholds)
         ranked = [{"item_id": out_ids[i], "score": round(float(expected[i]), 5), "grade": int(decoded[i]),
                    "probabilities": {str(g): round(float(p), 5) for g, p in zip(self.grades, probs[i])}}
@@ -147,7 +154,7 @@ class Service:
         done = time.perf_counter()
         return {"query": query, "language": language, "items": ranked, "unknown_item_ids": unknown,
                 "model_version": self.model_version[:12], "index_version": self.index.version,
-                "timing_ms": {"query": round(1000 * (t_query - t0), 3), "total": round(1000 * (done - t0), 3)}}
+                "timing_ms": {"query": round(1000 * t_query, 3), "total": round(1000 * (done - t0), 3)}}
 
     def related(self, item_id: str, k: int) -> list[dict]:
         ids, scores = self.index.related(item_id, k)

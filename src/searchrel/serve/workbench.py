@@ -38,7 +38,11 @@ import numpy as np
 import pandas as pd
 
 from searchrel.annotate.text import build_item_texts
+from searchrel.baselines.bm25 import BM25Scorer
+from searchrel.data.dataset import load_dataset
+from searchrel.eval.grades import decode_grades
 from searchrel.eval.metrics import ndcg_at_k, rank_order
+from searchrel.teacher import inference as teacher_inference
 
 RANKERS = ("bm25", "student", "teacher")
 SOURCES = ("bm25", "ann", "judged")
@@ -106,9 +110,6 @@ class Workbench:
     """The workbench over a loaded ``Service`` and, optionally, a dataset and a teacher; thread-safe."""
 
     def __init__(self, service, data: Path | None = None, teacher: Path | None = None):
-        from searchrel.baselines.bm25 import BM25Scorer
-        from searchrel.data.dataset import load_dataset
-
         self.svc = service
         self.ds = load_dataset(data) if data is not None else None
         self.scale = self.ds.info.scale if self.ds is not None else service.student.config.scale
@@ -137,10 +138,6 @@ class Workbench:
         self._teacher_texts: pd.Series | None = None
         self._teacher_lock = threading.Lock()
 
-    @classmethod
-    def from_service(cls, service) -> "Workbench":
-        return cls(service, service.cfg.data, service.cfg.teacher)
-
     # -- setup ----------------------------------------------------------------------------------------
     def _index_judgments(self) -> None:
         ds = self.ds
@@ -164,13 +161,8 @@ class Workbench:
             js.sort(key=lambda j: (-j["label"], j["query_id"]))
 
     def _check_teacher(self):
-        from searchrel.teacher.config import TeacherConfig
-        from searchrel.teacher.model import CONFIG_FILE
-
         path = self.teacher_dir
-        if not (path / CONFIG_FILE).is_file():
-            raise FileNotFoundError(f"{path}: not a teacher directory ({CONFIG_FILE} is missing)")
-        cfg = TeacherConfig.model_validate_json((path / CONFIG_FILE).read_text())
+        cfg = teacher_inference.read_teacher_config(path)
         if self.ds is not None:
             if cfg.scale.grades != self.scale.grades:
                 raise ValueError(f"the teacher {path} predicts grades {cfg.scale.min}..{cfg.scale.max} but the "
@@ -343,34 +335,30 @@ class Workbench:
             rows = self.items.loc[new, ["item_id", *[f for f in text_fields if f in self.items]]]
             items = [{k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in r.items()}
                      for r in rows.to_dict("records")]
-        out = self.svc.rerank(query, known, items, language)
-        got = {r["item_id"]: r for r in out["items"]}
-        keys = [str(g) for g in self.scale.grades]
-        probs = np.array([[got[i]["probabilities"][g] for g in keys] for i in ids], dtype=float)
-        scores = np.array([got[i]["score"] for i in ids], dtype=float)
-        grades = np.array([got[i]["grade"] for i in ids], dtype=int)
-        return scores, probs, grades
+        scored, probs, _ = self.svc.score(query, known, items, language)
+        row = {i: r for r, i in enumerate(scored)}
+        probs = probs[[row[i] for i in ids]].astype(float)
+        cfg = self.svc.student.config
+        return probs @ self.grades, probs, decode_grades(probs, cfg.scale, cfg.thresholds)
 
     def _load_teacher(self):
+        """``(model, tokenizer)`` through the one teacher inference path, loaded on first use."""
         if self._teacher is None:  # under self._teacher_lock
-            from searchrel.distill.label import TeacherLabeler
-
             try:
-                labeler = TeacherLabeler(str(self.teacher_dir))
+                model, tokenizer = teacher_inference.load_teacher(self.teacher_dir)
             except Exception as e:  # corrupt or mismatched weights: said once per request, retried on the next
                 raise TeacherLoadError(f"the teacher {self.teacher_dir} failed to load: {e}") from e
-            self._teacher_texts = build_item_texts(self.ds.items, labeler.model.config.text).set_axis(self.catalogue)
-            self._teacher = labeler
+            self._teacher_texts = build_item_texts(self.ds.items, model.config.text).set_axis(self.catalogue)
+            self._teacher = model, tokenizer
         return self._teacher
 
     def _teacher_scores(self, query: str, ids: list[str]):
-        from searchrel.teacher.model import decode_grades
-
         with self._teacher_lock:  # loaded once; one request at a time inside the model
-            labeler = self._load_teacher()
-            probs = labeler.probs([query] * len(ids), self._teacher_texts.loc[ids].tolist()).astype(float)
-        cfg = labeler.model.config
-        return probs @ self.grades, probs, decode_grades(probs, cfg.scale, cfg.thresholds)
+            model, tokenizer = self._load_teacher()
+            probs = teacher_inference.predict_probs(model, tokenizer, [query] * len(ids),
+                                                    self._teacher_texts.loc[ids].tolist(), progress=None)
+        probs = probs.astype(float)
+        return probs @ self.grades, probs, decode_grades(probs, model.config.scale, model.config.thresholds)
 
     # -- the responses --------------------------------------------------------------------------------
     def _items(self, ranking: Ranking, pool: Pool, k: int, other: Ranking | None = None) -> list[dict]:

@@ -8,7 +8,14 @@ side computed online (cacheable), and a cheap pair step combining the two for an
   items can be scored too), the share of distinct query terms the item contains, and whether it has them all.
 * ``zero_shot`` — cosine of the frozen zero-shot embedding model's query and item vectors (SearchSage's role).
 
-Add one with ``@register("name")`` on a class with ``fit``/``state``/``item_side``/``query_side``/``pairs``.
+Add one with ``@register("name")`` on a class with ``fit``/``state``/``item_side``/``query_side``/``pairs`` and
+the two declarations serving and the index ask for instead of knowing features by name:
+
+* ``needs_model`` — its sides run a model: the index computes its item side beside the towers (on a Ray actor
+  that holds the model); without one it is a cheap text feature computed where the texts are (the driver), and its
+  item state may be sparse;
+* ``query_cached`` — its query side is worth caching with the query tower's vector (``query_dim`` columns of the
+  cached row); otherwise the server computes it per request from the query as typed.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from searchrel.baselines.text_match import TextMatch as TextMatchBase
+from searchrel.models.encode import load_encoder
 
 FEATURES: dict[str, type] = {}
 
@@ -40,15 +48,24 @@ def make_feature(name: str, state: dict | None = None, **options):
 class TextMatch(TextMatchBase):
     """BM25 (Lucene IDF, k1 1.2, b 0.75), query-term coverage, all terms present: 3 columns."""
 
+    needs_model = False  # a tokenizer and a vocabulary lookup; a sparse item state
+    query_cached = False  # the query's known terms: cheaper to compute than to fetch
+
 
 @register("zero_shot")
 class ZeroShot:
     """Cosine of the frozen zero-shot model's query and item embeddings: 1 column."""
 
     size = 1
+    needs_model = True
+    query_cached = True  # a transformer pass per query: cached with the query tower's vector
 
     def __init__(self, state: dict, model: str = "me5-small", **_):
         self.model = state.get("model", model)
+
+    @property
+    def query_dim(self) -> int:
+        return load_encoder(self.model).dim
 
     def fit(self, item_texts: Sequence[str]) -> "ZeroShot":
         return self
@@ -59,8 +76,6 @@ class ZeroShot:
     EAGER_BELOW = 256  # item batches smaller than this (an index refresh) skip the jit's per-shape compile
 
     def _encode(self, texts: Sequence[str], kind: str) -> np.ndarray:
-        from searchrel.models.encode import load_encoder
-
         # queries (served one at a time, shapes compiled once) and large item batches use the jit path; a small
         # item batch would pay a compile per new shape that costs more than running it eagerly
         backend = "eager" if kind == "passage" and len(texts) < self.EAGER_BELOW else "auto"

@@ -12,16 +12,21 @@ Saved as ``student.json`` (the config), ``features.json`` (fitted feature state)
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from searchrel.io import read_config
+from searchrel.models.backbone import build_backbone, pool, quiet_transformers, transformer_layers
+from searchrel.models.encode import cpu_has_bf16
+from searchrel.models.pairs import collate
 from searchrel.student.config import StudentConfig
 from searchrel.student.features import make_feature
 
@@ -33,8 +38,6 @@ SHARED_TABLE = "item_tower.backbone.embeddings.word_embeddings.weight"  # saved 
 
 def keep_layers(backbone: nn.Module, n: int | None) -> nn.Module:
     """Cut a transformers backbone to its first ``n`` transformer layers (in place)."""
-    from searchrel.teacher.model import transformer_layers
-
     layers = transformer_layers(backbone)
     if n is None or n >= len(layers):
         return backbone
@@ -58,9 +61,7 @@ class Tower(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-        return nn.functional.normalize(self.proj(pooled.float()).float(), dim=-1)
+        return nn.functional.normalize(self.proj(pool(hidden, attention_mask, "mean").float()).float(), dim=-1)
 
 
 @dataclass
@@ -137,9 +138,6 @@ class Student(nn.Module):
     @torch.inference_mode()
     def embed(self, texts: Sequence[str], kind: str, batch_size: int = 64, bf16: bool | None = None) -> np.ndarray:
         """L2-normalised tower embeddings ``[n, dim]`` (``kind`` query or item), batched by length."""
-        from searchrel.models.encode import cpu_has_bf16
-        from searchrel.teacher.pairs import collate
-
         tower = self.query_tower if kind == "query" else self.item_tower
         ids = self.tokenize(texts, kind)
         out = np.zeros((len(ids), self.config.dim), np.float32)
@@ -193,9 +191,7 @@ class Student(nn.Module):
 
 def new_student(config: StudentConfig, seed: int = 0) -> Student:
     """A fresh student: both towers from the pretrained backbone (cut to ``layers``), new projections and scorer."""
-    import copy
 
-    from searchrel.teacher.model import build_backbone
 
     backbone, tokenizer, info, is_decoder = build_backbone(config.backbone)
     if is_decoder:
@@ -213,13 +209,9 @@ def new_student(config: StudentConfig, seed: int = 0) -> Student:
 def load_student(path: str | Path) -> Student:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from searchrel.teacher.model import quiet_transformers
-
     path = Path(path)
-    if not (path / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{path}: not a student directory ({CONFIG_FILE} is missing)")
+    raw = read_config(path, CONFIG_FILE, "student")
     quiet_transformers()
-    raw = json.loads((path / CONFIG_FILE).read_text())
     raw.setdefault("residual", False)  # students saved before the residual existed have none
     config = StudentConfig.model_validate(raw)
     hf = AutoConfig.from_pretrained(path / "backbone")

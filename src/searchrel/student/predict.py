@@ -7,6 +7,7 @@ import pandas as pd
 
 from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset
+from searchrel.eval.grades import pair_frame
 from searchrel.student.model import Student
 
 
@@ -27,8 +28,10 @@ def predict_pairs(student: Student, ds: Dataset, pairs: pd.DataFrame, bf16: bool
 
 def predict_dataset(student: Student, ds: Dataset, split: str = "all", pairs: pd.DataFrame | None = None,
                     bf16: bool | None = None) -> pd.DataFrame:
-    """Score a dataset's judged pairs of ``split`` (or the given ``query_id, item_id`` pairs)."""
+    """The prediction table of a dataset's judged pairs of ``split`` (or the given ``query_id, item_id`` pairs)."""
+    scale = student.config.scale
+    if scale.grades != ds.info.scale.grades:
+        raise ValueError(f"the model predicts grades {scale.min}..{scale.max} "
+                         f"but the dataset's scale is {ds.info.scale.min}..{ds.info.scale.max}")
     pairs = ds.pairs(split) if pairs is None else pairs
-    from searchrel.teacher.predict import pair_frame  # the teacher's columns: it reads only .config.scale/.thresholds
-
-    return pair_frame(student, predict_pairs(student, ds, pairs, bf16=bf16), pairs)
+    return pair_frame(scale, student.config.thresholds, predict_pairs(student, ds, pairs, bf16=bf16), pairs)

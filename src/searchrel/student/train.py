@@ -23,14 +23,13 @@ import torch
 from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset
 from searchrel.eval.evaluate import EvalConfig, evaluate
+from searchrel.eval.grades import fit_thresholds, pair_frame
 from searchrel.models.encode import cpu_has_bf16, default_threads
+from searchrel.models.pairs import collate
 from searchrel.progress import console, step
 from searchrel.student.config import StudentTrainConfig
 from searchrel.student.model import Side, Student, new_student
 from searchrel.student.predict import predict_pairs
-from searchrel.teacher.pairs import collate
-from searchrel.teacher.predict import pair_frame
-from searchrel.teacher.thresholds import fit_thresholds
 
 
 def training_rows(ds: Dataset, labels: pd.DataFrame | None, cfg: StudentTrainConfig) -> tuple[pd.DataFrame, np.ndarray]:
@@ -137,7 +136,7 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
         if valid.empty:
             best_state, best_step = copy.deepcopy(student.state_dict()), global_step
             return
-        metrics = evaluate(ds, pair_frame(student, predict_pairs(student, ds, valid, bf16=bf16), valid),
+        metrics = evaluate(ds, pair_frame(student.config.scale, student.config.thresholds, predict_pairs(student, ds, valid, bf16=bf16), valid),
                            EvalConfig(split="valid"), pairs=valid).overall
         history.append({"step": global_step, "elapsed_s": round(time.perf_counter() - started, 1), **metrics})
         score = metrics["ndcg@8"] if metrics["ndcg@8"] is not None else -math.inf

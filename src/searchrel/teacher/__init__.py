@@ -7,8 +7,8 @@ __all__ = ["CrossEncoder", "LoraOptions", "TeacherConfig", "TrainConfig", "load_
 
 def __getattr__(name):  # torch and transformers load only when a model is asked for
     if name in ("CrossEncoder", "load_teacher"):
-        from searchrel.teacher import model
-        return getattr(model, name)
+        from searchrel.teacher import inference, model
+        return getattr(inference if name == "load_teacher" else model, name)
     if name == "train":
         from searchrel.teacher.train import train
         return train

@@ -25,11 +25,15 @@ import torch
 from safetensors.torch import save_file
 
 from searchrel.data.dataset import Dataset, Scale
+from searchrel.eval.evaluate import EvalConfig, evaluate
+from searchrel.models.backbone import transformer_layers
+from searchrel.models.encode import cpu_has_bf16, load_encoder
+from searchrel.models.pairs import collate
 from searchrel.models.registry import backbone_for, resolve_model
+from searchrel.models.st_head import DenseHead
 from searchrel.progress import console
 from searchrel.teacher.config import BiEncoderConfig
 from searchrel.teacher.losses import listnet_loss
-from searchrel.teacher.pairs import collate
 
 HEAD_FILE = "biencoder.json"
 
@@ -52,8 +56,6 @@ class _Tower(torch.nn.Module):
     def __init__(self, path: Path):
         from tokenizers import Tokenizer
         from transformers import AutoModel
-
-        from searchrel.models.st_head import DenseHead
 
         super().__init__()
         self.path = path
@@ -92,13 +94,10 @@ class _Tower(torch.nn.Module):
 
 
 def _bf16() -> bool:
-    from searchrel.models.encode import cpu_has_bf16
     return cpu_has_bf16()
 
 
 def _freeze(tower: _Tower, train_layers: int) -> None:
-    from searchrel.teacher.model import transformer_layers
-
     tower.model.requires_grad_(False)
     layers = transformer_layers(tower.model)
     for layer in layers[len(layers) - train_layers:]:
@@ -135,8 +134,6 @@ def _step_loss(tower: _Tower, head: GradeHead, batch: pd.DataFrame, texts: pd.Se
 def train_biencoder(ds: Dataset, out: Path, cfg: BiEncoderConfig, texts: pd.Series,
                     train_pairs: pd.DataFrame, valid_pairs: pd.DataFrame) -> Path:
     """Fine-tune ``cfg.backbone`` on ``train_pairs``; keep the epoch with the best valid NDCG@8; write ``out``."""
-    from searchrel.eval.evaluate import EvalConfig, evaluate
-
     torch.manual_seed(cfg.seed)
     base = resolve_model(cfg.backbone)
     info = backbone_for(cfg.backbone)
@@ -209,8 +206,6 @@ def train_biencoder(ds: Dataset, out: Path, cfg: BiEncoderConfig, texts: pd.Seri
 def _fit_head_only(tower: _Tower, head: GradeHead, pairs: pd.DataFrame, texts: pd.Series, cfg: BiEncoderConfig,
                    prefixes: tuple[str, str], scale: Scale) -> None:
     """The grade head alone on the frozen model's cosines (a one-feature multinomial logistic fit)."""
-    from searchrel.models.encode import load_encoder
-
     enc = load_encoder(str(tower.path))
     q = enc.encode(pairs["query"].unique().tolist(), kind="query", max_length=cfg.query_max_length)
     d = enc.encode(texts.loc[pairs["item_id"].unique()].tolist(), kind="passage", max_length=cfg.item_max_length)

@@ -38,11 +38,16 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import torch
 from pydantic import BaseModel, Field
 
-from searchrel.annotate.text import TextConfig
+from searchrel.annotate.text import TextConfig, split_item_text
 from searchrel.baselines.text_match import TextMatch
 from searchrel.data.dataset import Scale
+from searchrel.models.encode import load_encoder
+from searchrel.teacher.losses import listnet_loss
+from searchrel.teacher.model import load_cross_encoder
+from searchrel.teacher.predict import cross_encoder_probs
 
 CONFIG_FILE = "teacher.json"
 REFERENCE_FILE = "reference.json"
@@ -150,17 +155,13 @@ class EnsembleTeacher:
     # -- members ------------------------------------------------------------------------------------
     def _cross_encoder(self, member: Member):
         if member.source not in self._loaded:
-            from searchrel.teacher.model import load_teacher
-
-            self._loaded[member.source] = load_teacher(self.path / member.source, self.device)
+            self._loaded[member.source] = load_cross_encoder(self.path / member.source, self.device)
         return self._loaded[member.source]
 
     def _cosine_features(self, model: str, queries: list[str], items: list[str], query_len: int | None = None,
                          item_len: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``[n, 2]``: the cosine and the cosine standardised by the query's cosines to the reference items; with the
         distinct queries' vectors and each pair's row among them (for more item-side cosines)."""
-        from searchrel.models.encode import load_encoder
-
         enc = load_encoder(model)
         uq, q_inv = np.unique(np.asarray(queries, dtype=object), return_inverse=True)
         ui, i_inv = np.unique(np.asarray(items, dtype=object), return_inverse=True)
@@ -175,9 +176,6 @@ class EnsembleTeacher:
     def _field_features(self, model: str, queries: list[str], items: list[str]) -> tuple[np.ndarray, list[str]]:
         """Cosine with the whole text (raw and standardised per query), then with each field alone (the whole-text
         cosine where the item leaves the field empty)."""
-        from searchrel.annotate.text import split_item_text
-        from searchrel.models.encode import load_encoder
-
         whole, q, q_inv = self._cosine_features(model, queries, items)
         fields = self.config.text.fields
         if len(fields) < 2:
@@ -196,10 +194,8 @@ class EnsembleTeacher:
 
     def member_features(self, member: Member, queries: list[str], items: list[str]) -> tuple[np.ndarray, list[str]]:
         if member.kind == "cross_encoder":
-            from searchrel.teacher.predict import predict_probs
-
             model, tok = self._cross_encoder(member)
-            p = predict_probs(model, tok, queries, items, progress="cross-encoder member" if len(queries) > 512 else None)
+            p = cross_encoder_probs(model, tok, queries, items, progress="cross-encoder member" if len(queries) > 512 else None)
             grades = np.asarray(self.config.scale.grades, dtype=float)
             X = np.concatenate([(p @ grades)[:, None], np.log(np.clip(p, 1e-6, 1))], 1)
             return X, [f"{member.label}:expected"] + [f"{member.label}:logp_{g}" for g in self.config.scale.grades]
@@ -265,8 +261,6 @@ class EnsembleTeacher:
 
 def _ordinal_nll(score, k, first, log_gaps):
     """Mean negative log-likelihood of grade indices ``k`` under ``P(grade >= g_j) = sigmoid(score - cut_j)``."""
-    import torch
-
     cuts = torch.cat([first, first + torch.cumsum(torch.exp(log_gaps), 0)])
     above = torch.sigmoid(score[:, None] - cuts[None, :])
     upper = torch.cat([torch.ones(len(score), 1, dtype=score.dtype), above], 1)
@@ -280,10 +274,6 @@ def fit_listwise(X: np.ndarray, y: np.ndarray, groups: np.ndarray, names: list[s
     """A linear ranker on standardised features: ListNet over each query's pairs (the order within a query) plus,
     with ``grades``, ``ordinal_weight`` x an ordinal-logistic likelihood of the grades on the same score (so the
     score means the same across queries and languages, which grades need). Adam over chunks of 16 queries."""
-    import torch
-
-    from searchrel.teacher.losses import listnet_loss
-
     mean, std = X.mean(0), X.std(0) + 1e-6
     Z = torch.tensor((X - mean) / std, dtype=torch.float32)
     labels = torch.tensor(y, dtype=torch.float32)
@@ -317,8 +307,6 @@ def fit_listwise(X: np.ndarray, y: np.ndarray, groups: np.ndarray, names: list[s
 
 def fit_ordinal(score: np.ndarray, y: np.ndarray, grades: list[int]) -> Ordinal:
     """Maximum-likelihood ordinal logistic model of the grades on a score (LBFGS; slope and gaps kept positive)."""
-    import torch
-
     s = torch.tensor((score - score.mean()) / (score.std() + 1e-6), dtype=torch.float64)
     k = torch.tensor(np.searchsorted(grades, y), dtype=torch.long)
     n_cuts = len(grades) - 1

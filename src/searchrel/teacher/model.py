@@ -7,23 +7,20 @@ enough to rebuild it) plus ``model.safetensors``; the backbone's tokenizer is sa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-import numpy as np
+
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from searchrel.data.dataset import Scale
+from searchrel.io import read_config
+from searchrel.models.backbone import build_backbone, pool, quiet_transformers, transformer_layers
+from searchrel.models.device import resolve_device
+from searchrel.models.encode import Encoder, cpu_has_bf16
 from searchrel.teacher.config import LoraOptions, TeacherConfig
 
 CONFIG_FILE = "teacher.json"
 WEIGHTS_FILE = "model.safetensors"
-
-
-def _is_decoder(hf_config) -> bool:
-    return bool(getattr(hf_config, "is_decoder", False)) or any(
-        a.endswith("ForCausalLM") for a in (getattr(hf_config, "architectures", None) or []))
 
 
 class CrossEncoder(nn.Module):
@@ -33,6 +30,7 @@ class CrossEncoder(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = backbone
+        self.fast: Encoder | None = None  # set by load_cross_encoder: the backbone on the shared fast path
         hidden = backbone.config.hidden_size + self.n_features
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(hidden, config.head_hidden), nn.GELU(),
                                   nn.Dropout(config.dropout), nn.Linear(config.head_hidden, config.scale.n_grades))
@@ -48,19 +46,10 @@ class CrossEncoder(nn.Module):
             return self.config.pooling
         return "last" if self.config.is_decoder else "mean"
 
-    def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        if self.pooling == "last":  # right padding: the last 1 of each mask row
-            last = mask.sum(1) - 1
-            return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 features: torch.Tensor | None = None) -> torch.Tensor:
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask)
-        pooled = self.pool(out.last_hidden_state, attention_mask).float()
+        pooled = pool(out.last_hidden_state, attention_mask, self.pooling).float()
         if self.n_features:
             if features is None or features.shape != (pooled.shape[0], self.n_features):
                 raise ValueError(f"this teacher needs {self.n_features} pair feature(s) per pair")
@@ -105,31 +94,6 @@ def _untie(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def quiet_transformers() -> None:
-    """transformers' load reports (newly initialised poolers, weight-loading bars) are noise in our logs."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
-def build_backbone(name_or_path: str | Path):
-    """(backbone module, tokenizer, registry prefixes, is_decoder) for a backbone name or directory."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    quiet_transformers()
-    from searchrel.models.registry import backbone_for, resolve_model
-
-    path = resolve_model(str(name_or_path))
-    hf_config = AutoConfig.from_pretrained(path)
-    backbone = AutoModel.from_pretrained(path, config=hf_config, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    info = backbone_for(str(name_or_path))
-    return backbone, tokenizer, info, _is_decoder(hf_config)
-
-
 def new_teacher(config: TeacherConfig, seed: int = 0) -> tuple[CrossEncoder, object]:
     """A fresh teacher: pretrained backbone, randomly initialised head (seeded)."""
     backbone, tokenizer, info, is_decoder = build_backbone(config.backbone)
@@ -146,15 +110,6 @@ def new_teacher(config: TeacherConfig, seed: int = 0) -> tuple[CrossEncoder, obj
     return CrossEncoder(config, backbone), tokenizer
 
 
-def transformer_layers(backbone: nn.Module) -> nn.ModuleList:
-    """The stack of transformer blocks of any transformers backbone (BERT's encoder.layer, Llama's layers, ...)."""
-    n = backbone.config.num_hidden_layers
-    for module in backbone.modules():
-        if isinstance(module, nn.ModuleList) and len(module) == n:
-            return module
-    raise ValueError(f"cannot find the {n} transformer layers of {type(backbone).__name__}")
-
-
 def _with_lora(backbone, opts: LoraOptions):
     try:
         from peft import LoraConfig, get_peft_model
@@ -164,20 +119,17 @@ def _with_lora(backbone, opts: LoraOptions):
                                                target_modules=opts.target_modules))
 
 
-def load_teacher(path: str | Path, device: str = "cpu") -> tuple[CrossEncoder, object]:
-    """Load a saved teacher (and its tokenizer) for prediction, on ``device`` (auto, cpu, cuda, cuda:N).
-    An ensemble teacher directory gives ``(EnsembleTeacher, None)``: ``predict_probs`` serves both."""
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+def load_cross_encoder(path: str | Path, device: str = "cpu", fast: bool | None = None) -> tuple[CrossEncoder, object]:
+    """Load a saved cross-encoder teacher (and its tokenizer) for prediction, on ``device`` (auto, cpu, cuda:N).
+
+    ``fast`` (default: where it pays, i.e. an encoder backbone without pair features on a bf16-capable CPU) hands
+    the backbone to the shared fast path (bf16 TorchScript with shape buckets, ``models.encode``): the model is then
+    for inference only. GPUs and decoder LLMs run eager under autocast."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer  # heavy: loaded when a model is
 
     path = Path(path)
-    if not (path / CONFIG_FILE).is_file():
-        raise FileNotFoundError(f"{path}: not a teacher directory ({CONFIG_FILE} is missing)")
-    from searchrel.teacher.ensemble import EnsembleTeacher, is_ensemble
-
-    if is_ensemble(path):  # members + stacker: no tokenizer of its own (each member has its own)
-        return EnsembleTeacher.load(path, device), None
+    config = TeacherConfig.model_validate(read_config(path, CONFIG_FILE, "teacher"))
     quiet_transformers()
-    config = TeacherConfig.model_validate_json((path / CONFIG_FILE).read_text())
     hf_config = AutoConfig.from_pretrained(path / "backbone")
     backbone = AutoModel.from_config(hf_config, dtype=torch.float32)
     model = CrossEncoder(config.model_copy(update={"lora": None}), backbone)
@@ -185,24 +137,15 @@ def load_teacher(path: str | Path, device: str = "cpu") -> tuple[CrossEncoder, o
     missing = [m for m in missing if not _is_tied(m, backbone)]
     if missing or unexpected:
         raise ValueError(f"{path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    model.eval()
-    from searchrel.models.device import resolve_device
-
-    return model.to(resolve_device(device)), AutoTokenizer.from_pretrained(path / "backbone")
+    model = model.eval().to(resolve_device(device))
+    tokenizer = AutoTokenizer.from_pretrained(path / "backbone")
+    eligible = (next(model.parameters()).device.type == "cpu" and not config.is_decoder and model.n_features == 0
+                and cpu_has_bf16())
+    if fast if fast is not None else eligible:
+        model.fast = Encoder.for_module(model.backbone, tokenizer.pad_token_id, pooling=model.pooling,
+                                        precision="bf16")
+    return model, tokenizer
 
 
 def _is_tied(name: str, backbone) -> bool:
     return bool(getattr(backbone.config, "tie_word_embeddings", False)) and "lm_head" in name
-
-
-def decode_grades(probs: np.ndarray, scale: Scale, thresholds: list[float] | None) -> np.ndarray:
-    """Predicted grade per row: the most probable grade, or the expected grade cut at fitted thresholds."""
-    grades = np.array(scale.grades)
-    if thresholds is None:
-        return grades[probs.argmax(1)]
-    expected = probs @ grades
-    return grades[np.searchsorted(np.asarray(thresholds), expected, side="right")]
-
-
-def save_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2) + "\n")

@@ -19,12 +19,13 @@ import pandas as pd
 from searchrel.annotate.text import build_item_texts
 from searchrel.baselines.text_match import TextMatch
 from searchrel.data.dataset import Dataset
+from searchrel.eval.grades import fit_thresholds
 from searchrel.progress import console
 from searchrel.teacher.biencoder import HEAD_FILE, train_biencoder
 from searchrel.teacher.config import TrainConfig
-from searchrel.teacher.ensemble import (EnsembleConfig, EnsembleTeacher, Member, fit_stacker, reference_items)
-from searchrel.teacher.thresholds import fit_thresholds
-from searchrel.teacher.train import _training_pairs, train as train_cross_encoder
+from searchrel.teacher.ensemble import EnsembleConfig, EnsembleTeacher, Member, fit_stacker, reference_items
+from searchrel.teacher.train import _training_pairs
+from searchrel.teacher.train import train as train_cross_encoder
 
 BIENCODER_DIR = "biencoder"
 CROSS_ENCODER_DIR = "cross-encoder"

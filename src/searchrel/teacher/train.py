@@ -27,15 +27,15 @@ from safetensors.torch import load_file, save_file
 from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset
 from searchrel.eval.evaluate import EvalConfig, evaluate
-from searchrel.progress import console, step
-from searchrel.teacher.features import pair_features
-from searchrel.teacher.config import TrainConfig
-from searchrel.teacher.model import CrossEncoder, new_teacher
-from searchrel.teacher.losses import grade_cross_entropy, listnet_loss
-from searchrel.teacher.pairs import collate, encode_pairs, length_batches, query_batches
+from searchrel.eval.grades import fit_thresholds, pair_frame
 from searchrel.models.device import autocast, bf16_native, resolve_device
-from searchrel.teacher.predict import pair_frame, predict_probs
-from searchrel.teacher.thresholds import fit_thresholds
+from searchrel.models.pairs import collate, encode_pairs, length_batches, query_batches
+from searchrel.progress import console, step
+from searchrel.teacher.config import TrainConfig
+from searchrel.teacher.features import pair_features
+from searchrel.teacher.losses import grade_cross_entropy, listnet_loss
+from searchrel.teacher.model import CrossEncoder, new_teacher
+from searchrel.teacher.predict import cross_encoder_probs
 
 
 class _Progress(BaseModel):
@@ -124,9 +124,10 @@ def _optimizer(model: CrossEncoder, cfg: TrainConfig, total_steps: int):
 
 def validate(model: CrossEncoder, tokenizer, ds: Dataset, valid: pd.DataFrame, texts: pd.Series,
              bf16: bool, features: np.ndarray | None) -> tuple[dict, np.ndarray]:
-    probs = predict_probs(model, tokenizer, valid["query"].tolist(), texts.loc[valid["item_id"]].tolist(),
+    probs = cross_encoder_probs(model, tokenizer, valid["query"].tolist(), texts.loc[valid["item_id"]].tolist(),
                           bf16=bf16, progress=None, features=features)
-    result = evaluate(ds, pair_frame(model, probs, valid), EvalConfig(split="valid"), pairs=valid)
+    frame = pair_frame(model.config.scale, model.config.thresholds, probs, valid)
+    result = evaluate(ds, frame, EvalConfig(split="valid"), pairs=valid)
     return result.overall, probs
 
 

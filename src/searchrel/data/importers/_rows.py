@@ -27,10 +27,11 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import ftfy
-from ftfy.fixes import uncurl_quotes
 import pandas as pd
+from ftfy.fixes import uncurl_quotes
 
 from searchrel.data.dataset import LIST_FIELDS, Dataset, DatasetError
+from searchrel.io import sha256_file
 from searchrel.progress import track
 
 ROW = "_row"    # 1-based record number in the source (header not counted)
@@ -360,11 +361,8 @@ def stable_id(*parts: str, n: int = 16) -> str:
 
 
 def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    """The first 16 hex digits of a source file's sha256, for a dataset's provenance line."""
+    return sha256_file(path)[:16]
 
 
 # --- assembly ------------------------------------------------------------------------------------

@@ -24,9 +24,24 @@ from pathlib import Path
 import pandas as pd
 
 from searchrel.data.dataset import Dataset, DatasetInfo, Scale
-from searchrel.data.importers._rows import (ROW, BadInputError, BadRows, ImportReport, as_text, assemble,
-                                            clean_column, clean_line, file_digest, fill_report, languages_of,
-                                            parse_labels, read_csv_rows, require_columns, require_file, stable_id)
+from searchrel.data.importers._rows import (
+    ROW,
+    BadInputError,
+    BadRows,
+    ImportReport,
+    as_text,
+    assemble,
+    clean_column,
+    clean_line,
+    file_digest,
+    fill_report,
+    languages_of,
+    parse_labels,
+    read_csv_rows,
+    require_columns,
+    require_file,
+    stable_id,
+)
 from searchrel.data.splits import make_splits
 
 COLUMNS = ("id", "query", "product_title", "product_description", "median_relevance", "relevance_variance")

@@ -24,9 +24,19 @@ from pathlib import Path
 import pandas as pd
 
 from searchrel.data.dataset import Dataset, DatasetInfo, Scale
-from searchrel.data.importers._rows import (BadRows, ImportReport, as_text, assemble, clean_column, file_digest,
-                                            fill_report, languages_of, read_parquet_rows, require_columns,
-                                            require_file)
+from searchrel.data.importers._rows import (
+    BadRows,
+    ImportReport,
+    as_text,
+    assemble,
+    clean_column,
+    file_digest,
+    fill_report,
+    languages_of,
+    read_parquet_rows,
+    require_columns,
+    require_file,
+)
 from searchrel.data.splits import make_splits
 
 EXAMPLE_COLUMNS = ("query", "query_id", "product_id", "product_locale", "esci_label")

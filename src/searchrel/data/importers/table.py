@@ -22,9 +22,24 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from searchrel.data.dataset import LIST_FIELDS, Dataset, DatasetInfo, Scale
-from searchrel.data.importers._rows import (ROW, BadInputError, BadRows, ImportReport, as_text, assemble,
-                                            clean_column, clean_line, file_digest, fill_report, languages_of,
-                                            parse_labels, read_rows, require_columns, require_file, stable_id)
+from searchrel.data.importers._rows import (
+    ROW,
+    BadInputError,
+    BadRows,
+    ImportReport,
+    as_text,
+    assemble,
+    clean_column,
+    clean_line,
+    file_digest,
+    fill_report,
+    languages_of,
+    parse_labels,
+    read_rows,
+    require_columns,
+    require_file,
+    stable_id,
+)
 from searchrel.data.splits import make_splits
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
