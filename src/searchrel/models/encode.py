@@ -38,9 +38,11 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Literal
 
 import numpy as np
+import torch
 
 from searchrel.models import embed_cache
 from searchrel.models.registry import Backbone, backbone_for, resolve_model
@@ -64,7 +66,6 @@ def cpu_has_bf16() -> bool:
         flags = ""
     if " avx512_bf16" in flags or " amx_bf16" in flags:
         return True
-    import torch
     return torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX")  # non-Linux fallback
 
 
@@ -101,7 +102,6 @@ def resolve_backend(backend: Backend, precision: str) -> str:
 @contextlib.contextmanager
 def _onednn_fusion():
     """oneDNN Graph fusion on for our graphs only: the flag is process-wide, so it is restored afterwards."""
-    import torch
     before = torch.jit.onednn_fusion_enabled()
     torch.jit.enable_onednn_fusion(True)
     try:
@@ -112,8 +112,6 @@ def _onednn_fusion():
 
 def _last_hidden(model):
     """``model(ids, mask).last_hidden_state`` as a plain eval module for ``torch.jit.trace`` (no ModelOutput)."""
-    import torch
-
     class LastHidden(torch.nn.Module):
         def __init__(self, inner):
             super().__init__()
@@ -127,7 +125,6 @@ def _last_hidden(model):
 
 def _to_mixed_bf16(model) -> None:
     """bf16 weights for every Linear (cast once); LayerNorm and embeddings stay float32."""
-    import torch
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
             module.to(torch.bfloat16)
@@ -144,10 +141,12 @@ class Encoder:
 
     def __init__(self, path: str | Path, backbone: Backbone | None = None, precision: Precision = "auto",
                  threads: int | None = None, backend: Backend = "auto"):
-        import torch
-        from tokenizers import Tokenizer
-        from transformers import AutoConfig, AutoModel
-        from transformers.utils import logging as hf_logging
+        from tokenizers import Tokenizer  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
+        from transformers import (  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
+            AutoConfig,
+            AutoModel,
+        )
+        from transformers.utils import logging as hf_logging  # transformers: heavy, imported where a model is loaded
 
         self.path = Path(path)
         self.backbone = backbone or backbone_for(str(path))
@@ -200,12 +199,8 @@ class Encoder:
                    backend: Backend = "auto", threads: int | None = None) -> "Encoder":
         """The fast path around a model already in memory (a teacher's backbone, say), fed token ids with
         ``encode_ids``. The model is converted in place (bf16, and traced on the jit backend): hand it over."""
-        import torch
-
         self = cls.__new__(cls)
         self.path = None
-        from types import SimpleNamespace
-
         self.backbone = SimpleNamespace(name="in-memory", query_prefix="", passage_prefix="", pooling=pooling)
         self.threads = threads or default_threads()
         torch.set_num_threads(self.threads)
@@ -312,8 +307,6 @@ class Encoder:
         return self._forward_eager(ids, lengths)
 
     def _forward_eager(self, ids: list[list[int]], lengths: np.ndarray) -> np.ndarray:
-        import torch
-
         longest = int(lengths.max())
         batch = np.full((len(ids), longest), self.pad_id, np.int64)
         mask = np.zeros((len(ids), longest), np.int64)
@@ -329,8 +322,6 @@ class Encoder:
         return self._pool(hidden.float(), torch.from_numpy(mask), torch.from_numpy(lengths)).numpy()
 
     def _forward_jit(self, ids: list[list[int]], lengths: np.ndarray, batch_size: int) -> np.ndarray:
-        import torch
-
         n = len(ids)
         rows = bucket_rows(n, batch_size)
         width = bucket_length(int(lengths.max()), self.positions)
@@ -350,8 +341,6 @@ class Encoder:
 
     def _jit_module(self, rows: int, width: int):
         """The frozen graph for one (rows, width) shape: traced once, frozen per shape, least recently used dropped."""
-        import torch
-
         key = (rows, width)
         with self._jit_lock:
             module = self._frozen.get(key)
@@ -361,7 +350,9 @@ class Encoder:
             with torch.inference_mode(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # TracerWarnings about Python bools in the mask helpers (constant here)
                 if self._traced is None:
-                    from transformers.utils import logging as hf_logging
+                    from transformers.utils import (
+                        logging as hf_logging,  # transformers: heavy, imported where a model is loaded
+                    )
 
                     hf_logging.set_verbosity_error()  # tracing reads model.loss_function, which logs a note
                     # padded example: row 1 masks its second half, so the masked-attention path is what gets traced

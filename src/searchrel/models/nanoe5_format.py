@@ -177,7 +177,14 @@ def unigram_tokenizer(f: E5File):
     file stores a per-codepoint normalisation map rather than SentencePiece's precompiled charsmap; NFKC is the
     rule that map was derived from, and agrees with it on ordinary text.
     """
-    from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers import (  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
+        Regex,
+        Tokenizer,
+        decoders,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from tokenizers.models import Unigram
 
     tok = Tokenizer(Unigram([(p, float(s)) for p, s in zip(f.pieces, f.scores)], unk_id=f.unk,

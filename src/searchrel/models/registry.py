@@ -239,7 +239,7 @@ def resolve_model(name: str | os.PathLike) -> Path:
     if _offline():
         raise ModelError(f"{name!r} looks like a Hugging Face hub id, but the hub is offline (HF_HUB_OFFLINE); "
                          f"{known}, or pass a local directory")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # the hub: only for ids not registered here
     try:
         return Path(snapshot_download(name, cache_dir=models_dir() / "hub"))
     except Exception as e:  # no network, a typo, a gated repo: say what exists instead

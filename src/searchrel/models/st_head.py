@@ -62,7 +62,7 @@ class DenseHead:
     @classmethod
     def load(cls, path: Path) -> "DenseHead | None":
         """The folder's Dense layers in order, or None when it has none (or is no sentence-transformers folder)."""
-        from safetensors.numpy import load_file
+        from safetensors.numpy import load_file  # safetensors: only when the folder has Dense layers
 
         layers = []
         for m in _modules(path):

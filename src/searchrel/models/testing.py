@@ -1,4 +1,7 @@
-"""A tiny randomly initialised BERT with a word-level tokenizer, saved like a provisioned backbone: for unit tests."""
+"""A tiny randomly initialised BERT with a word-level tokenizer, saved like a provisioned backbone: for unit tests.
+
+torch, tokenizers and transformers are imported inside the builders: importing this module stays free.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +15,16 @@ def make_tiny_bert(out: str | Path, seed: int = 0, hidden: int = 32, layers: int
                    max_positions: int = 64) -> Path:
     """Write ``config.json``, ``model.safetensors`` and ``tokenizer.json`` for a tiny BERT into ``out``."""
     import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel
+    from tokenizers import (  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
+        Tokenizer,
+        models,
+        pre_tokenizers,
+        processors,
+    )
+    from transformers import (  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
+        BertConfig,
+        BertModel,
+    )
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -39,7 +50,10 @@ def make_tiny_embeddinggemma(out: str | Path, seed: int = 0, hidden: int = 32, l
 
     import torch
     from safetensors.torch import save_file
-    from transformers import Gemma3TextConfig, Gemma3TextModel
+    from transformers import (  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
+        Gemma3TextConfig,
+        Gemma3TextModel,
+    )
 
     out = make_tiny_bert(out, seed=seed, hidden=hidden, layers=layers)
     for f in ("config.json", "model.safetensors"):

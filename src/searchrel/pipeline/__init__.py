@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from searchrel.pipeline.config import PipelineConfig, load_config
+from searchrel.pipeline.runner import run_stages
+from searchrel.pipeline.stages import plan
 
 
 def run_pipeline(cfg: PipelineConfig, out: str | Path, force: list[str] | None = None) -> dict:
     """Run every stage of ``cfg`` into ``out`` (reusing unchanged ones); return the run summary."""
-    from searchrel.pipeline.runner import run_stages
-    from searchrel.pipeline.stages import plan
-
     out = Path(out)
     run, stages = plan(cfg, out)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from searchrel.annotate.logs import annotate
 from searchrel.baselines.bm25 import bm25_predictions
@@ -219,8 +220,6 @@ class Run:
         return {name: r.overall.get("ndcg@8") for name, r in results.items()}
 
     def latency(self) -> dict:
-        import torch
-
         cfg, ds = self.cfg.latency, self.dataset()
         torch.set_num_threads(default_threads())  # the same threads whatever ran before in this process
         svc = Service(ServeConfig(index=self.out / "index", student=self.served_student(), cache="memory",
@@ -286,8 +285,6 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    import torch
-
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "python": platform.python_version(), "platform": platform.platform()}
 

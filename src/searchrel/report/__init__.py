@@ -6,6 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from searchrel.report.collect import collect
+from searchrel.report.document import Details, Figure
+from searchrel.report.render import to_html, to_markdown
+from searchrel.report.sections import build_document
+
 CHARTS = ("comparison", "by-language", "confusion", "calibration", "ablation", "curve", "latency")
 
 
@@ -13,11 +18,6 @@ def build_report(run_dir: Path, out: Path | None = None) -> dict[str, Path]:
     """Write ``report.html``, ``report.md`` and the chart PNGs into ``out`` (default ``RUN_DIR/report``);
     return their paths by name (``html``, ``markdown``, then one per chart). Raises FileNotFoundError/ValueError
     when ``run_dir`` is no run directory; parts of a run that are missing become notes in the report."""
-    from searchrel.report.collect import collect
-    from searchrel.report.document import Details, Figure
-    from searchrel.report.render import to_html, to_markdown
-    from searchrel.report.sections import build_document
-
     run = collect(Path(run_dir))
     out = Path(out) if out is not None else run.path / "report"
     out.mkdir(parents=True, exist_ok=True)

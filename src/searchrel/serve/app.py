@@ -74,7 +74,7 @@ class CompareRequest(BaseModel):
 
 
 def _metrics():
-    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram  # prometheus_client: the serve extra
 
     reg = CollectorRegistry()
     buckets = (.001, .002, .003, .005, .0075, .01, .015, .02, .03, .05, .075, .1, .2, .5, 1, 2, 5)
@@ -242,7 +242,7 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
 
     @app.get("/metrics")
     def metrics() -> Response:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # prometheus_client: the serve extra
 
         s = svc.cache_stats()
         m["cache_hits"].set(s["hits"])

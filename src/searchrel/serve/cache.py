@@ -173,7 +173,7 @@ class RedisCache:
     def __init__(self, url: str = "redis://localhost:6379/0", ttl_s: float | None = 3600.0,
                  prefix: str = "searchrel:q:", socket_timeout: float = 0.25, client=None):
         if client is None:
-            import redis
+            import redis  # redis: the serve extra, only for --cache redis
 
             client = redis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
         self.client = client

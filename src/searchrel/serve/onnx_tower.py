@@ -39,6 +39,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from searchrel.models.pairs import collate
 from searchrel.student.model import load_student
@@ -74,8 +75,6 @@ def _example(student) -> tuple:
 
 def export_query_tower(student, out_path: str | Path, opset: int = 17) -> Path:
     """Export ``student.query_tower`` (fp32, eval) to ONNX at ``out_path`` (atomically); returns the path."""
-    import torch
-
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tower = student.query_tower
@@ -111,7 +110,7 @@ def quantize_int8(onnx_path: str | Path, out_path: str | Path, op_types: Sequenc
                   per_channel: bool = True) -> Path:
     """Dynamic int8 quantization (QInt8 weights of ``op_types``, one scale per output channel unless
     ``per_channel`` is False) of an fp32 ONNX file; written atomically."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # onnxruntime: the serve extra
 
     out = Path(out_path)
     tmp = _tmp_path(out)
@@ -150,7 +149,7 @@ def ensure_onnx(student_dir: str | Path, int8: bool = False) -> Path:
 
 
 def _session(path: Path, threads: int | None = None, spin: bool = False):
-    import onnxruntime as ort
+    import onnxruntime as ort  # onnxruntime: the serve extra
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or _available_cores()
@@ -194,7 +193,7 @@ class OnnxQueryEncoder:
 
     def __init__(self, onnx_path: str | Path, student_dir: str | Path | None = None, threads: int | None = None,
                  batch_size: int = 256, spin: bool = False):
-        from tokenizers import Tokenizer
+        from tokenizers import Tokenizer  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
 
         self.path = Path(onnx_path)
         self.student_dir = Path(student_dir) if student_dir is not None else self.path.parent

@@ -207,7 +207,11 @@ def new_student(config: StudentConfig, seed: int = 0) -> Student:
 
 
 def load_student(path: str | Path) -> Student:
-    from transformers import AutoConfig, AutoModel, AutoTokenizer
+    from transformers import (  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
+        AutoConfig,
+        AutoModel,
+        AutoTokenizer,
+    )
 
     path = Path(path)
     raw = read_config(path, CONFIG_FILE, "student")
@@ -216,7 +220,7 @@ def load_student(path: str | Path) -> Student:
     config = StudentConfig.model_validate(raw)
     hf = AutoConfig.from_pretrained(path / "backbone")
     extra = {"add_pooling_layer": False} if hf.model_type in ("bert", "xlm-roberta", "roberta") else {}
-    from transformers.initialization import no_init_weights
+    from transformers.initialization import no_init_weights  # transformers: heavy, imported where a model is loaded
 
     with no_init_weights():  # every weight is read from the file next: skip random initialisation (~4 s)
         towers = [AutoModel.from_config(hf, dtype=torch.float32, **extra) for _ in range(2)]

@@ -54,8 +54,8 @@ class _Tower(torch.nn.Module):
     """Transformer + mean pooling + the folder's Dense layers + L2 norm, differentiable."""
 
     def __init__(self, path: Path):
-        from tokenizers import Tokenizer
-        from transformers import AutoModel
+        from tokenizers import Tokenizer  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
+        from transformers import AutoModel  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
 
         super().__init__()
         self.path = path

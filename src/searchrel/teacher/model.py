@@ -112,7 +112,7 @@ def new_teacher(config: TeacherConfig, seed: int = 0) -> tuple[CrossEncoder, obj
 
 def _with_lora(backbone, opts: LoraOptions):
     try:
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model  # peft: the llm extra
     except ImportError:
         raise ImportError("LoRA needs peft: pip install 'searchrel[llm]' (or pip install peft)") from None
     return get_peft_model(backbone, LoraConfig(r=opts.r, lora_alpha=opts.alpha, lora_dropout=opts.dropout,
