@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from searchrel.cli import app
+from searchrel.layout import RunLayout
 from searchrel.pipeline import load_config
 from searchrel.pipeline.config import config_path
-
 
 pytestmark = pytest.mark.integration  # whole pipeline runs: make test, not the quick make check
 
@@ -64,7 +64,7 @@ onnx = false
 
 
 def stages(out: Path) -> dict[str, str]:
-    return {s["name"]: s["status"] for s in json.loads((out / "run.json").read_text())["stages"]}
+    return {s["name"]: s["status"] for s in json.loads(RunLayout(out).summary.read_text())["stages"]}
 
 
 @pytest.fixture(scope="module")
@@ -88,40 +88,44 @@ def test_a_run_writes_every_stage_and_its_record(first_run):
     assert list(stages(out)) == ["data", "baselines", "teacher", "ablation", "sample", "label", "student-human",
                                  "student-x1", "student-x2", "index", "evaluate", "latency", "report"]
     for name in stages(out):
-        rec = json.loads((out / "stages" / f"{name}.json").read_text())
+        rec = json.loads(RunLayout(out).record(name).read_text())
         assert rec["status"] == "done" and rec["seconds"] >= 0 and len(rec["key"]) == 64
         assert all((out / p).exists() for p in rec["artefacts"])
     from searchrel.data.dataset import load_dataset
     from searchrel.data.splits import make_splits
 
-    data = json.loads((out / "stages" / "data.json").read_text())["metrics"]
-    ds = load_dataset(out / "dataset")
+    data = json.loads(RunLayout(out).record("data").read_text())["metrics"]
+    ds = load_dataset(RunLayout(out).dataset)
     assert data["queries_per_split"] == make_splits(ds.queries, (0.6, 0.2, 0.2), 3)["split"].value_counts().to_dict()
-    teacher = json.loads((out / "stages" / "teacher.json").read_text())
+    teacher = json.loads(RunLayout(out).record("teacher").read_text())
     assert teacher["params"]["train"]["teacher"]["text"]["fields"] == ["title", "image_caption", "board_titles"]
     assert teacher["metrics"]["steps"] > 0
-    evaluated = json.loads((out / "stages" / "evaluate.json").read_text())["metrics"]
+    evaluated = json.loads(RunLayout(out).record("evaluate").read_text())["metrics"]
     assert all(0 <= v <= 1 for v in evaluated.values()) and len(evaluated) == 6
-    systems = json.loads((out / "eval" / "systems.json").read_text())
+    systems = json.loads(RunLayout(out).systems.read_text())
     assert [s["name"] for s in systems["systems"]][:2] == ["BM25", f"zero-shot {systems['systems'][1]['name'][10:]}"]
     assert systems["student"] == "student: x2" and systems["teacher"].startswith("teacher ")
     for s in systems["systems"]:
-        assert (out / "eval" / s["predictions"]).is_file() and (out / "eval" / s["metrics"]).is_file()
-    curve = json.loads((out / "curve" / "curve.json").read_text())
+        assert (RunLayout(out).eval / s["predictions"]).is_file() and (RunLayout(out).eval / s["metrics"]).is_file()
+    curve = json.loads((RunLayout(out).curve / "curve.json").read_text())
     assert list(curve)[:3] == ["student: human labels only", "student: x1", "student: x2"]
-    latency = json.loads((out / "latency" / "latency.json").read_text())
+    latency = json.loads(RunLayout(out).latency.read_text())
     assert {r["cache"] for r in latency["rerank"]} == {"cold", "warm"} and latency["teacher_pairs_per_s"] > 0
-    labels = json.loads((out / "stages" / "label.json").read_text())["metrics"]
-    x2 = json.loads((out / "stages" / "student-x2.json").read_text())["metrics"]
-    x1 = json.loads((out / "stages" / "student-x1.json").read_text())["metrics"]
+    labels = json.loads(RunLayout(out).record("label").read_text())["metrics"]
+    x2 = json.loads(RunLayout(out).record("student-x2").read_text())["metrics"]
+    x1 = json.loads(RunLayout(out).record("student-x1").read_text())["metrics"]
     assert x2["distilled_pairs"] == labels["pairs"] and 0 < x1["distilled_pairs"] < x2["distilled_pairs"]
-    assert (out / "report" / "report.html").is_file()
+    report = RunLayout(out).report
+    assert (report / "report.html").is_file()
+    # every section of the report was built from what the stages wrote
+    markdown = (report / "report.md").read_text()
+    assert "could not be built" not in markdown and "could not be read" not in markdown
     assert "searchrel serve --index" in output and "students/x2" in output
 
 
 def test_a_rerun_reuses_everything_and_a_change_redoes_only_what_it_reaches(first_run, config):
     out, _ = first_run
-    before = {n: json.loads((out / "stages" / f"{n}.json").read_text())["key"] for n in stages(out)}
+    before = {n: json.loads(RunLayout(out).record(n).read_text())["key"] for n in stages(out)}
     res = CliRunner().invoke(app, ["run", str(config), "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert set(stages(out).values()) == {"skipped"}
@@ -131,7 +135,7 @@ def test_a_rerun_reuses_everything_and_a_change_redoes_only_what_it_reaches(firs
     status = stages(out)
     assert [n for n, s in status.items() if s == "done"] == ["student-human", "student-x1", "student-x2", "index",
                                                              "evaluate", "latency", "report"]
-    after = {n: json.loads((out / "stages" / f"{n}.json").read_text())["key"] for n in status}
+    after = {n: json.loads(RunLayout(out).record(n).read_text())["key"] for n in status}
     assert after["teacher"] == before["teacher"] and after["student-x2"] != before["student-x2"]
     # the latency settings reach the latency check and the report only
     res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), "--set", "student.train.lr=1e-4",
@@ -143,7 +147,7 @@ def test_a_rerun_reuses_everything_and_a_change_redoes_only_what_it_reaches(firs
     res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), *same, "--set", "evaluate.ks=[8,10]"])
     assert res.exit_code == 0, res.output
     assert [n for n, s in stages(out).items() if s == "done"] == ["baselines", "ablation", "evaluate", "report"]
-    assert "ndcg@10" in json.loads((out / "eval" / "metrics-teacher.json").read_text())["overall"]
+    assert "ndcg@10" in json.loads((RunLayout(out).eval / "metrics-teacher.json").read_text())["overall"]
     same += ["--set", "evaluate.ks=[8,10]"]
     # a forced stage makes what reads it run again, though their keys are unchanged
     res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), *same, "--force", "index"])
@@ -152,8 +156,8 @@ def test_a_rerun_reuses_everything_and_a_change_redoes_only_what_it_reaches(firs
     # a stage no longer planned loses its artefacts, so the report cannot show them
     res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), *same, "--set", "latency.enabled=false"])
     assert res.exit_code == 0, res.output
-    assert "latency" not in stages(out) and not (out / "latency").exists()
-    assert not (out / "stages" / "latency.json").exists()
+    assert "latency" not in stages(out) and not RunLayout(out).latency.exists()
+    assert not RunLayout(out).record("latency").exists()
     assert [n for n, s in stages(out).items() if s == "done"] == ["report"]
 
 
@@ -172,9 +176,9 @@ def test_a_failed_stage_is_recorded_and_the_next_run_starts_there(first_run, con
     monkeypatch.setattr(Run, "latency", boom)
     res = CliRunner().invoke(app, ["run", str(config), "--out", str(copy), "--set", "latency.queries=2"])
     assert res.exit_code != 0
-    rec = json.loads((copy / "stages" / "latency.json").read_text())
+    rec = json.loads(RunLayout(copy).record("latency").read_text())
     assert rec["status"] == "failed" and "disk full" in rec["error"]
-    assert not (copy / "latency").exists()  # its old artefacts are gone with the old key
+    assert not RunLayout(copy).latency.exists()  # its old artefacts are gone with the old key
     monkeypatch.undo()
     res = CliRunner().invoke(app, ["run", str(config), "--out", str(copy), "--set", "latency.queries=2"])
     assert res.exit_code == 0, res.output

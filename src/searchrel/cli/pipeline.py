@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from searchrel.cli.common import console, user_errors
+from searchrel.layout import RunLayout
 
 
 @user_errors
@@ -37,7 +38,7 @@ def run_cmd(config: Annotated[str, typer.Argument(help="a TOML config, or a buil
         reused = s["status"] == "skipped"
         table.add_row(s["name"], "reused" if reused else "ran", "-" if reused else f"{s['seconds'] or 0:.1f}")
     console.print(table)
-    report = out / "report" / "report.html"
+    report = RunLayout(out).report / "report.html"
     if report.exists():
         console.print(f"report: [bold]{report}[/] (and report.md beside it)")
     teacher = f" --teacher {out / 'teacher'}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from searchrel.layout import RunLayout
 from searchrel.pipeline.config import PipelineConfig, load_config
 from searchrel.pipeline.runner import run_stages
 from searchrel.pipeline.stages import plan
@@ -15,7 +16,7 @@ def run_pipeline(cfg: PipelineConfig, out: str | Path, force: list[str] | None =
     out = Path(out)
     run, stages = plan(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
+    RunLayout(out).config.write_text(cfg.model_dump_json(indent=2) + "\n")
     summary = run_stages(stages, out, cfg.name, cfg.model_dump(mode="json"), frozenset(force or []))
     summary["served_student"] = str(run.served_student())
     return summary

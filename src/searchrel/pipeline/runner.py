@@ -24,11 +24,9 @@ from pathlib import Path
 
 from searchrel import __version__
 from searchrel.io import write_json
+from searchrel.layout import RunLayout
 from searchrel.locks import exclusive
 from searchrel.progress import console
-
-RECORDS = "stages"
-SUMMARY = "run.json"
 
 
 @dataclass
@@ -54,7 +52,7 @@ def now() -> str:
 
 
 def read_record(out: Path, name: str) -> dict | None:
-    path = out / RECORDS / f"{name}.json"
+    path = RunLayout(out).record(name)
     try:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -69,7 +67,7 @@ def _remove(path: Path) -> None:
 
 
 def _drop_unplanned(out: Path, planned: set[str]) -> None:
-    for path in sorted((out / RECORDS).glob("*.json")):
+    for path in sorted(RunLayout(out).records.glob("*.json")):
         if path.stem in planned:
             continue
         rec = read_record(out, path.stem) or {}
@@ -88,7 +86,8 @@ def run_stages(stages: list[Stage], out: Path, name: str, config: dict, force: f
 
 
 def _run(stages: list[Stage], out: Path, name: str, config: dict, force: frozenset[str]) -> dict:
-    (out / RECORDS).mkdir(exist_ok=True)
+    at = RunLayout(out)
+    at.records.mkdir(exist_ok=True)
     unknown = set(force) - {s.name for s in stages} - {"all"}
     if unknown:
         raise ValueError(f"--force {', '.join(sorted(unknown))}: no such stage (stages: "
@@ -118,7 +117,7 @@ def _run(stages: list[Stage], out: Path, name: str, config: dict, force: frozens
         record = {"stage": stage.name, "key": key, "params": stage.params,
                   "deps": {d: keys[d] for d in stage.deps}, "status": "running", "started": now(),
                   "resumed": resume, "seconds": None, "metrics": {}, "artefacts": stage.outputs}
-        write_json(out / RECORDS / f"{stage.name}.json", record)
+        write_json(at.record(stage.name), record)
         console.rule(f"[bold]stage {stage.name}[/]" + (" (resuming)" if resume else ""))
         t0 = time.perf_counter()
         ran.add(stage.name)
@@ -126,19 +125,19 @@ def _run(stages: list[Stage], out: Path, name: str, config: dict, force: frozens
             metrics = stage.run() or {}
         except BaseException as e:  # KeyboardInterrupt too: the record must say the stage did not finish
             console.print(f"[bold red]stage {stage.name} failed[/] after {time.perf_counter() - t0:.1f} s "
-                          f"(record: {out / RECORDS / (stage.name + '.json')})")
+                          f"(record: {at.record(stage.name)})")
             record.update(status="failed", seconds=round(time.perf_counter() - t0, 2),
                           error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=20))
-            write_json(out / RECORDS / f"{stage.name}.json", record)
+            write_json(at.record(stage.name), record)
             summary["stages"].append({"name": stage.name, "status": "failed", "key": key,
                                       "seconds": record["seconds"]})
-            write_json(out / SUMMARY, summary)
+            write_json(at.summary, summary)
             raise
         record.update(status="done", seconds=round(time.perf_counter() - t0, 2), finished=now(), metrics=metrics)
-        write_json(out / RECORDS / f"{stage.name}.json", record)
+        write_json(at.record(stage.name), record)
         summary["stages"].append({"name": stage.name, "status": "done", "key": key, "seconds": record["seconds"]})
-        write_json(out / SUMMARY, summary)
+        write_json(at.summary, summary)
         console.print(f"stage {stage.name}: done in {record['seconds']:.1f} s")
     summary["finished"] = now()
-    write_json(out / SUMMARY, summary)
+    write_json(at.summary, summary)
     return summary

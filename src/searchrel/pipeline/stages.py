@@ -46,9 +46,10 @@ from searchrel.experiments.curve import distilled_subset, write_curve
 from searchrel.experiments.scorers import load_scorer
 from searchrel.index.store import build_index, load_index
 from searchrel.io import sha256_tree, write_json
+from searchrel.layout import RunLayout
 from searchrel.models.encode import default_threads
 from searchrel.pipeline.config import PipelineConfig
-from searchrel.pipeline.runner import SUMMARY, Stage, now
+from searchrel.pipeline.runner import Stage, now
 from searchrel.report import build_report
 from searchrel.serve.service import ServeConfig, Service
 from searchrel.student.train import train_student
@@ -69,12 +70,13 @@ class Run:
 
     def __init__(self, cfg: PipelineConfig, out: Path):
         self.cfg, self.out = cfg, Path(out)
+        self.at = RunLayout(self.out)
         self._ds = None
 
     # -- shared state ---------------------------------------------------------------------------------
     def dataset(self):
         if self._ds is None:
-            self._ds = load_dataset(self.out / "dataset")
+            self._ds = load_dataset(self.at.dataset)
         return self._ds
 
     @property
@@ -82,7 +84,7 @@ class Run:
         return self.cfg.evaluate.split
 
     def served_student(self) -> Path:
-        return self.out / "students" / factor_name(self.cfg.distill.amplifications[-1])
+        return self.at.student(factor_name(self.cfg.distill.amplifications[-1]))
 
     def _evaluate(self, preds, name: str, where: Path) -> dict:
         """Write ``predictions-<name>.parquet`` and ``metrics-<name>.json`` into ``where``; return the overall metrics."""
@@ -107,7 +109,7 @@ class Run:
         if annotated:
             ds, _ = annotate(ds, d.annotate)
         self.cfg.text.check(ds.text_fields)
-        ds.save(self.out / "dataset")
+        ds.save(self.at.dataset)
         self._ds = None
         ds = self.dataset()
         split = ds.split_of()
@@ -117,7 +119,7 @@ class Run:
                 "queries_per_split": {s: int(n) for s, n in ds.queries["query_id"].map(split).value_counts().items()}}
 
     def baselines(self) -> dict:
-        ds, where, metrics = self.dataset(), self.out / "baselines", {}
+        ds, where, metrics = self.dataset(), self.at.baselines, {}
         where.mkdir(parents=True, exist_ok=True)
         if self.cfg.baselines.bm25:
             metrics["bm25"] = self._evaluate(bm25_predictions(ds, self.cfg.text, self.split), "bm25", where)
@@ -127,7 +129,7 @@ class Run:
         return metrics
 
     def teacher(self) -> dict:
-        run = self.out / "teacher"
+        run = self.at.teacher
         if not (run / CONFIG_FILE).exists():
             train_teacher(self.dataset(), run, self.cfg.train_config(), resume=run.exists())
         rec = json.loads((run / "train.json").read_text())
@@ -137,13 +139,13 @@ class Run:
     def ablation(self) -> dict:
         a = self.cfg.ablation
         train = self.cfg.train_config().model_copy(update={"max_minutes": a.teacher_minutes or None})
-        steps, results, _ = ablate(self.dataset(), self.out / "ablation",
+        steps, results, _ = ablate(self.dataset(), self.at.ablation,
                                    AblateConfig(train=train, split=self.split, teacher=a.teacher_minutes > 0))
         return {name: r.overall.get("ndcg@8") for name, r in results.items()}
 
     def sample(self) -> dict:
         cfg = self.cfg.distill.sample.model_copy(update={"amplification": self.cfg.distill.amplifications[-1]})
-        path = self.out / "distill" / "pairs.parquet"
+        path = self.at.pairs
         path.parent.mkdir(parents=True, exist_ok=True)
         pairs = sample_pairs(self.dataset(), cfg, self.cfg.text)
         save_pairs(pairs, path, self.dataset(), cfg)
@@ -151,17 +153,17 @@ class Run:
                 "items": int(pairs["item_id"].nunique())}
 
     def label(self) -> dict:
-        out = label_pairs(self.out / "teacher", self.out / "distill" / "pairs.parquet", self.out / "distill" / "labels",
+        out = label_pairs(self.at.teacher, self.at.pairs, self.at.labels,
                           self.cfg.distill.label, dataset=self.dataset())
         m = json.loads((out / MANIFEST).read_text())
         return {"pairs": m["n_pairs"], "pairs_per_s": m.get("pairs_per_s"), "backend": m.get("backend")}
 
     def student(self, factor: float | None) -> dict:
         ds = self.dataset()
-        run = self.out / "students" / ("human" if factor is None else factor_name(factor))
+        run = self.at.student("human" if factor is None else factor_name(factor))
         subset = None
         if factor is not None:  # nested random subsets of one labelled sample: x1 is part of x10
-            subset = distilled_subset(read_labels(self.out / "distill" / "labels"), factor, len(ds.judgments),
+            subset = distilled_subset(read_labels(self.at.labels), factor, len(ds.judgments),
                                       self.cfg.distill.sample.seed)
         train_student(ds, run, self.cfg.student_train_config(), subset)
         rec = json.loads((run / "train.json").read_text())
@@ -169,38 +171,38 @@ class Run:
                 "train_minutes": round(rec["elapsed_s"] / 60, 2), "best_valid": rec.get("best")}
 
     def index(self) -> dict:
-        version = build_index(self.served_student(), self.dataset(), self.out / "index", self.cfg.index)
+        version = build_index(self.served_student(), self.dataset(), self.at.index, self.cfg.index)
         idx = load_index(version, with_faiss=False)
         return {"items": len(idx), "version": idx.version}
 
     def systems(self) -> list[tuple[str, str, str, Path]]:
         """(name, kind, file stem, model directory) of every evaluated system, in the order the tables show them;
         baselines have no model directory (their predictions come from the baselines stage)."""
-        out, cfg = self.out, self.cfg
+        cfg = self.cfg
         systems: list[tuple[str, str, str, Path | None]] = []
         if cfg.baselines.bm25:
             systems.append(("BM25", "bm25", "bm25", None))
         if cfg.baselines.zero_shot:
             systems.append((f"zero-shot {cfg.baselines.zero_shot}", "zero-shot", "zero-shot", None))
-        systems.append((f"teacher {cfg.teacher.model.backbone}", "teacher", "teacher", out / "teacher"))
+        systems.append((f"teacher {cfg.teacher.model.backbone}", "teacher", "teacher", self.at.teacher))
         factors = ([None] if cfg.distill.human_only else []) + list(cfg.distill.amplifications)
         for a in factors:
             step = "human" if a is None else factor_name(a)
             name = "student: human labels only" if a is None else f"student: {step}"
-            systems.append((name, "student", f"student-{step}", out / "students" / step))
+            systems.append((name, "student", f"student-{step}", self.at.student(step)))
         return systems
 
     def evaluate(self) -> dict:
         """Every system on the evaluation split (models predicted here, so changing the split or the metrics
         retrains nothing): eval/predictions-*.parquet, metrics-*.json, systems.json, comparison.*; curve/."""
-        where = self.out / "eval"
+        where = self.at.eval
         where.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.out / "curve", ignore_errors=True)  # written again below when there is a curve
+        shutil.rmtree(self.at.curve, ignore_errors=True)  # written again below when there is a curve
         entries, results = [], {}
         for name, kind, stem, model in self.systems():
             d = where
             if model is None:
-                d = self.out / "baselines"
+                d = self.at.baselines
             else:
                 self._evaluate(load_scorer(model).predict(self.dataset(), self.split), stem, where)
             results[name] = EvalResult.model_validate_json((d / f"metrics-{stem}.json").read_text())
@@ -209,20 +211,20 @@ class Run:
                             "metrics": os.path.relpath(d / f"metrics-{stem}.json", where)})
         teacher = next(n for n, k, _, _ in self.systems() if k == "teacher")
         student = f"student: {factor_name(self.cfg.distill.amplifications[-1])}"
-        (where / "systems.json").write_text(json.dumps({"split": self.split, "teacher": teacher, "student": student,
+        self.at.systems.write_text(json.dumps({"split": self.split, "teacher": teacher, "student": student,
                                                         "systems": entries}, indent=2) + "\n")
         write_outputs(where, "comparison", results, f"{self.dataset().info.name}: comparison ({self.split} split)")
         students = [n for n, k, _, _ in self.systems() if k == "student"]
         if len(students) > 1:
             steps = [n.removeprefix("student: ") for n in students]
-            write_curve(self.out / "curve", {n: results[n] for n in students}, steps, results[teacher],
+            write_curve(self.at.curve, {n: results[n] for n in students}, steps, results[teacher],
                         f"{self.dataset().info.name}: amplification curve ({self.split} split)")
         return {name: r.overall.get("ndcg@8") for name, r in results.items()}
 
     def latency(self) -> dict:
         cfg, ds = self.cfg.latency, self.dataset()
         torch.set_num_threads(default_threads())  # the same threads whatever ran before in this process
-        svc = Service(ServeConfig(index=self.out / "index", student=self.served_student(), cache="memory",
+        svc = Service(ServeConfig(index=self.at.index, student=self.served_student(), cache="memory",
                                   onnx=cfg.onnx))
         split = ds.split_of()
         queries = ds.queries.assign(_key=ds.queries["text"].str.strip().str.casefold() + "\0" + ds.queries["language"])
@@ -254,7 +256,7 @@ class Run:
                              "p95_ms": round(float(p[1]), 3), "p99_ms": round(float(p[2]), 3)})
         warm = [r for r in rows if r["cache"] == "warm"]
         biggest = max(warm, key=lambda r: r["candidates"])
-        labels = json.loads((self.out / "distill" / "labels" / "labels.json").read_text())
+        labels = json.loads((self.at.labels / MANIFEST).read_text())
         record = {"machine": machine(), "rerank": rows,
                   "query_encode_ms": {"p50": round(float(np.percentile(encode_ms, 50)), 3),
                                       "p99": round(float(np.percentile(encode_ms, 99)), 3)},
@@ -263,14 +265,14 @@ class Run:
                   "teacher_labelling": {"backend": labels.get("backend"), "device": self.cfg.distill.label.device},
                   "student_pairs_per_s": round(1000 * biggest["candidates"] / biggest["p50_ms"], 1),
                   "onnx": cfg.onnx}
-        (self.out / "latency").mkdir(parents=True, exist_ok=True)
-        (self.out / "latency" / "latency.json").write_text(json.dumps(record, indent=2) + "\n")
+        self.at.latency.parent.mkdir(parents=True, exist_ok=True)
+        write_json(self.at.latency, record)
         return {k: record[k] for k in ("query_encode_ms", "teacher_pairs_per_s", "student_pairs_per_s")}
 
     def report(self) -> dict:
         # the report is the run's last stage: every stage before it has finished
-        summary = json.loads((self.out / SUMMARY).read_text())
-        write_json(self.out / SUMMARY, summary | {"finished": summary.get("finished") or now()})
+        summary = json.loads(self.at.summary.read_text())
+        write_json(self.at.summary, summary | {"finished": summary.get("finished") or now()})
         paths = build_report(self.out)
         return {k: str(v) for k, v in paths.items()}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from searchrel.layout import RunLayout
 from searchrel.report.collect import collect
 from searchrel.report.document import Details, Figure
 from searchrel.report.render import to_html, to_markdown
@@ -19,7 +20,7 @@ def build_report(run_dir: Path, out: Path | None = None) -> dict[str, Path]:
     return their paths by name (``html``, ``markdown``, then one per chart). Raises FileNotFoundError/ValueError
     when ``run_dir`` is no run directory; parts of a run that are missing become notes in the report."""
     run = collect(Path(run_dir))
-    out = Path(out) if out is not None else run.path / "report"
+    out = Path(out) if out is not None else RunLayout(run.path).report
     out.mkdir(parents=True, exist_ok=True)
     for name in CHARTS:  # a chart of an earlier report whose part this run lacks must not linger
         (out / f"{name}.png").unlink(missing_ok=True)

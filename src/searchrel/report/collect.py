@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from searchrel.data.dataset import Dataset, DatasetError, load_dataset
 from searchrel.eval.evaluate import EvalResult, read_predictions
+from searchrel.layout import RunLayout
 
 # run.json says done/skipped/failed; a skipped stage is one whose inputs were unchanged, its output reused.
 STATUS_LABELS = {"done": "ran", "skipped": "reused", "failed": "failed"}
@@ -124,28 +125,29 @@ def collect(run_dir: Path) -> Run:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run directory")
-    meta_path = run_dir / "run.json"
-    if not meta_path.exists() and not (run_dir / "stages").is_dir():
+    meta_path = RunLayout(run_dir).summary
+    if not meta_path.exists() and not RunLayout(run_dir).records.is_dir():
         raise FileNotFoundError(f"{run_dir}: not a run directory (no run.json; `searchrel run CONFIG` writes one)")
     meta = _json(meta_path) if meta_path.exists() else {}  # a first run's report stage may come before run.json
     if not isinstance(meta, dict):
         raise ValueError(f"{meta_path}: expected a JSON object")
     run = Run(path=run_dir, name=str(meta.get("name") or run_dir.name), config=meta.get("config") or {},
               started=meta.get("started"), finished=meta.get("finished"), stages=_stages(run_dir, meta))
-    for part, reader in (("dataset/", _read_dataset), ("eval/systems.json", _read_systems),
-                         ("ablation/ablation.json", _read_ablation), ("curve/curve.json", _read_curve),
-                         ("latency/latency.json", _read_latency)):
-        if (run_dir / part).exists():
+    at = RunLayout(run_dir)
+    for path, reader in ((at.dataset, _read_dataset), (at.systems, _read_systems),
+                         (at.ablation / "ablation.json", _read_ablation), (at.curve / "curve.json", _read_curve),
+                         (at.latency, _read_latency)):
+        if path.exists():
             try:
                 reader(run)
             except READ_ERRORS as e:
-                run.problems.append(f"{part} could not be read: {describe(e)}")
+                run.problems.append(f"{path.relative_to(run_dir)} could not be read: {describe(e)}")
     return run
 
 
 def _stages(run_dir: Path, meta: dict) -> list[Stage]:
     records = {}
-    for path in sorted((run_dir / "stages").glob("*.json")):
+    for path in sorted(RunLayout(run_dir).records.glob("*.json")):
         try:
             records[path.stem] = _json(path)
         except (OSError, ValueError):
@@ -169,12 +171,12 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def _read_dataset(run: Run) -> None:
-    run.dataset = load_dataset(run.path / "dataset", validate=False)  # the pipeline validated it when writing
+    run.dataset = load_dataset(RunLayout(run.path).dataset, validate=False)  # the pipeline validated it when writing
 
 
 def _read_systems(run: Run) -> None:
-    eval_dir = run.path / "eval"
-    spec = _json(eval_dir / "systems.json")
+    eval_dir = RunLayout(run.path).eval
+    spec = _json(RunLayout(run.path).systems)
     run.split = spec.get("split")
     run.teacher, run.student = spec.get("teacher"), spec.get("student")
     for s in spec["systems"]:
@@ -215,15 +217,15 @@ def _experiment(path: Path) -> Experiment:
 
 
 def _read_ablation(run: Run) -> None:
-    run.ablation = _experiment(run.path / "ablation" / "ablation.json")
+    run.ablation = _experiment(RunLayout(run.path).ablation / "ablation.json")
 
 
 def _read_curve(run: Run) -> None:
-    run.curve = _experiment(run.path / "curve" / "curve.json")
+    run.curve = _experiment(RunLayout(run.path).curve / "curve.json")
 
 
 def _read_latency(run: Run) -> None:
-    data = _json(run.path / "latency" / "latency.json")
+    data = _json(RunLayout(run.path).latency)
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object")
     run.latency = data
