@@ -44,7 +44,7 @@ COLD = """
 import json, sys, time
 t0 = time.perf_counter()
 from searchrel.data.dataset import load_dataset
-from searchrel.index.store import {op}
+from searchrel.index import {op}
 t1 = time.perf_counter()
 ds = load_dataset(sys.argv[2])
 t2 = time.perf_counter()
@@ -104,7 +104,7 @@ def warm(fn, *args) -> dict:
 
 
 def run(world_path: Path, n_changed: int, workdir: Path) -> dict:
-    from searchrel.index.store import build_index, load_index, refresh_index
+    from searchrel.index import build_index, load_index, refresh_index
 
     info = machine_info()
     ds = world(world_path)

@@ -48,7 +48,7 @@ def _free_port() -> int:
 def prepare(work: Path, args) -> tuple[Path, Path, Path]:
     from searchrel.annotate.text import build_item_texts
     from searchrel.data.synth import SynthConfig, synthesize
-    from searchrel.index.store import build_index
+    from searchrel.index import build_index
     from searchrel.student.config import StudentConfig
     from searchrel.student.model import new_student
 

@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 
 from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset
-from searchrel.index import store
-from searchrel.index.store import build_index, load_index, refresh_index
+from searchrel.index import LOCK, build_index, load_index, model_version, refresh_index
+from searchrel.index import build as index_build
+from searchrel.index.embed import ItemEmbedder
 from searchrel.student.model import load_student, new_student
 from test_student import _cfg
 
@@ -83,7 +84,7 @@ def test_build_holds_the_students_item_side(student_dir, world, reference, tmp_p
     m = idx.manifest
     assert m["n_items"] == len(world.items) and m["dim"] == 16 and m["text_fields"] == ["title", "image_caption"]
     assert m["faiss"]["kind"] == "flat" and m["counts"]["embedded"] == len(world.items) and m["build"] == "full"
-    assert m["model_version"] == store.model_version(student_dir) and len(m["model_version"]) == 64
+    assert m["model_version"] == model_version(student_dir) and len(m["model_version"]) == 64
     # side(rows): the scorer's item side for chosen rows, CSR rows sliced
     rows = np.array([5, 0, 17])
     part = idx.side(rows)
@@ -100,8 +101,8 @@ def test_refresh_re_embeds_only_what_changed_and_equals_a_full_build(student_dir
     before = load_index(out)
     ds, ids = _edited(world)
     embedded = []
-    real = store.ItemEmbedder.embed
-    monkeypatch.setattr(store.ItemEmbedder, "embed", lambda self, texts: embedded.extend(texts) or real(self, texts))
+    real = ItemEmbedder.embed
+    monkeypatch.setattr(ItemEmbedder, "embed", lambda self, texts: embedded.extend(texts) or real(self, texts))
     vdir = refresh_index(student_dir, ds, out, **FAST)
     assert vdir.name == "2" and (out / "CURRENT").read_text().strip() == "2"
     idx = load_index(out)
@@ -150,7 +151,7 @@ def test_a_failed_or_killed_refresh_leaves_the_live_version(student_dir, world, 
         raise RuntimeError("killed while writing")
 
     # fails with every file of the new version written, just before the rename
-    monkeypatch.setattr(store, "_fsync_tree", boom)
+    monkeypatch.setattr(index_build, "fsync_tree", boom)
     with pytest.raises(RuntimeError, match="killed"):
         refresh_index(student_dir, ds, out, **FAST)
     monkeypatch.undo()
@@ -168,7 +169,7 @@ def test_a_failed_or_killed_refresh_leaves_the_live_version(student_dir, world, 
     # a second writer is refused while one holds the lock
     from searchrel.locks import exclusive
 
-    with exclusive(out / store.LOCK, "held"), pytest.raises(FileExistsError, match="another build"):
+    with exclusive(out / LOCK, "held"), pytest.raises(FileExistsError, match="another build"):
         refresh_index(student_dir, ds, out, **FAST)
 
 

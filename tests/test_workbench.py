@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from searchrel.annotate.text import build_item_texts  # noqa: E402
 from searchrel.baselines.bm25 import BM25Scorer  # noqa: E402
-from searchrel.index.store import build_index  # noqa: E402
+from searchrel.index import build_index  # noqa: E402
 from searchrel.serve.app import create_app  # noqa: E402
 from searchrel.serve.service import ServeConfig  # noqa: E402
 from searchrel.serve.workbench import normalise_query  # noqa: E402

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from searchrel.cli.common import console, user_errors
-from searchrel.index.store import MANIFEST, IndexConfig
+from searchrel.index import MANIFEST, IndexConfig
 
 index_app = typer.Typer(help="The item embedding index of a student (versioned, refreshed incrementally).",
                         no_args_is_help=True)
@@ -48,16 +48,16 @@ _KEEP = typer.Option(_C["keep"], help="versions kept after publishing (the live 
 
 
 def _command(update: str, doc: str):
-    """``index build`` and ``index refresh`` take the same options and differ only in the store function."""
+    """``index build`` and ``index refresh`` take the same options and differ only in the build function."""
 
     @user_errors
     def command(student: Path = _STUDENT, dataset: Path = _DATASET, out: Path = _OUT, backend: str = _BACKEND,
                 batch_size: int = _BATCH, ray_address: str | None = _ADDRESS, ray_actors: int = _ACTORS,
                 faiss: str = _FAISS, keep: int = _KEEP) -> None:
-        from searchrel.index import store
+        from searchrel.index import build  # the index pulls in the student (torch): loaded when run
 
         cfg = _config(backend, batch_size, ray_address, ray_actors, faiss, keep)
-        _summary(getattr(store, update)(student, dataset, out, cfg))
+        _summary(getattr(build, update)(student, dataset, out, cfg))
 
     command.__doc__ = doc
     return command

@@ -21,7 +21,7 @@ from searchrel.annotate.text import TextConfig
 from searchrel.data.synth import SynthConfig
 from searchrel.distill.config import LabelConfig, SampleConfig
 from searchrel.eval.evaluate import EvalConfig
-from searchrel.index.store import IndexConfig
+from searchrel.index import IndexConfig
 from searchrel.student.config import StudentConfig, StudentTrainConfig
 from searchrel.teacher.config import TeacherConfig, TrainConfig
 

@@ -44,7 +44,7 @@ from searchrel.experiments.ablate import AblateConfig, ablate
 from searchrel.experiments.common import write_outputs
 from searchrel.experiments.curve import distilled_subset, write_curve
 from searchrel.experiments.scorers import load_scorer
-from searchrel.index.store import build_index, load_index
+from searchrel.index import build_index, load_index
 from searchrel.io import sha256_tree, write_json
 from searchrel.layout import RunLayout
 from searchrel.models.encode import default_threads

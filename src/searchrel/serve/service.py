@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from searchrel.annotate.text import build_item_texts
 from searchrel.eval.grades import decode_grades
-from searchrel.index.store import load_index, model_version
+from searchrel.index import load_index, model_version
 from searchrel.serve.cache import CachedQueryEncoder, make_cache
 from searchrel.serve.onnx_tower import OnnxQueryEncoder
 from searchrel.student.model import Side, Student, load_student
