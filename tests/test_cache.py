@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from searchrel.annotate.text import normalise_query
 from searchrel.serve.cache import (
     CachedQueryEncoder,
     LRUCache,
@@ -15,7 +16,6 @@ from searchrel.serve.cache import (
     RedisCache,
     cache_key,
     make_cache,
-    normalise_query,
 )
 
 
@@ -49,6 +49,7 @@ def test_key_normalisation():
     assert normalise_query("  Red\tTABLE \n") == "red table"
     assert normalise_query("ｒｅｄ　ｔａｂｌｅ") == "red table"  # NFKC: full-width letters, ideographic space
     assert normalise_query("ﬁle") == "file"
+    assert normalise_query("STRASSE") == normalise_query("Straße")  # casefolded, not only lower-cased
     assert cache_key("Red  Table", "EN") == cache_key("red table", "en") == "|en|red table"
     assert cache_key("red table", "en") != cache_key("red table", "es")
     assert cache_key("red table", None) == cache_key("red table", "") != cache_key("red table", "en")

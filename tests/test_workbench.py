@@ -15,12 +15,14 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from searchrel.annotate.text import build_item_texts  # noqa: E402
+from searchrel.annotate.text import (
+    build_item_texts,  # noqa: E402
+    normalise_query,  # noqa: E402
+)
 from searchrel.baselines.bm25 import BM25Scorer  # noqa: E402
 from searchrel.index import build_index  # noqa: E402
 from searchrel.serve.app import create_app  # noqa: E402
 from searchrel.serve.service import ServeConfig  # noqa: E402
-from searchrel.serve.workbench import normalise_query  # noqa: E402
 from searchrel.student.model import load_student, new_student  # noqa: E402
 from searchrel.teacher.inference import (
     load_teacher,  # noqa: E402

@@ -8,6 +8,7 @@ as one token — close to what a subword tokenizer spends on them) unless a mode
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Sequence
 
 import pandas as pd
@@ -22,6 +23,15 @@ LABELS = {"title": "title", "description": "description", "image_caption": "imag
           "board_titles": "boards", "engaged_queries": "searches"}
 
 _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]|[^\s\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]+")
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalise_query(text: str) -> str:
+    """The one query normaliser (the serving cache's key, the workbench's judged-query match, the latency stage's
+    distinct queries): Unicode NFKC, casefolded, runs of whitespace collapsed to one space, stripped."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text or "").casefold()).strip()
 
 
 def count_tokens(text: str) -> list[tuple[int, int]]:

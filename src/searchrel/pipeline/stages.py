@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from searchrel.annotate.logs import annotate
+from searchrel.annotate.text import normalise_query
 from searchrel.baselines.bm25 import bm25_predictions
 from searchrel.baselines.embed import embed_predictions
 from searchrel.data.dataset import load_dataset
@@ -227,7 +228,7 @@ class Run:
         svc = Service(ServeConfig(index=self.at.index, student=self.served_student(), cache="memory",
                                   onnx=cfg.onnx))
         split = ds.split_of()
-        queries = ds.queries.assign(_key=ds.queries["text"].str.strip().str.casefold() + "\0" + ds.queries["language"])
+        queries = ds.queries.assign(_key=ds.queries["text"].map(normalise_query) + "\0" + ds.queries["language"])
         queries = queries.drop_duplicates("_key")  # a repeated query would be a cache hit in the cold pass
         held = queries[queries["query_id"].map(split) == self.split]
         timed = (held if len(held) else queries).head(cfg.queries)

@@ -1,6 +1,6 @@
 """The query-embedding cache: most search traffic repeats a small head of queries, whose tower pass can be skipped.
 
-Keys are the query text normalised (NFKC, lower-case, whitespace collapsed and stripped) plus the query language,
+Keys are the query text normalised (``annotate.text.normalise_query``: NFKC, casefolded, whitespace collapsed) plus its language,
 under an optional namespace naming the model (``CachedQueryEncoder`` uses the encoder's ``fingerprint``, a hash of
 its ONNX file, so a shared Redis never returns vectors of an older model). Values are float32 vectors.
 
@@ -24,23 +24,17 @@ that matters: on me5-small's 4-layer student (untrained projection) lower-casing
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 import time
-import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
 
-_SPACES = re.compile(r"\s+")
+from searchrel.annotate.text import normalise_query
+
 MAX_KEY_BYTES = 200  # longer keys are stored under a hash (Redis keys, and memory, stay bounded)
-
-
-def normalise_query(text: str) -> str:
-    """NFKC, lower-case, runs of whitespace collapsed to one space, stripped."""
-    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip()
 
 
 def cache_key(text: str, language: str | None = None, namespace: str = "") -> str:

@@ -26,10 +26,8 @@ offline evaluation does.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from searchrel.annotate.text import build_item_texts
+from searchrel.annotate.text import build_item_texts, normalise_query
 from searchrel.baselines.bm25 import BM25Scorer
 from searchrel.data.dataset import load_dataset
 from searchrel.eval.grades import decode_grades
@@ -46,7 +44,6 @@ from searchrel.teacher import inference as teacher_inference
 
 RANKERS = ("bm25", "student", "teacher")
 SOURCES = ("bm25", "ann", "judged")
-_SPACE = re.compile(r"\s+")
 
 
 class RankerUnavailable(Exception):
@@ -55,11 +52,6 @@ class RankerUnavailable(Exception):
 
 class TeacherLoadError(RuntimeError):
     """The teacher's directory looked right at start-up but its model failed to load on first use."""
-
-
-def normalise_query(text: str) -> str:
-    """How typed queries are matched to judged ones: NFKC, casefolded, whitespace collapsed."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text or "").casefold()).strip()
 
 
 def _field_value(value):
