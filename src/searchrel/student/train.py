@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from searchrel.eval.evaluate import EvalConfig, evaluate
 from searchrel.eval.grades import fit_thresholds, pair_frame
 from searchrel.models.encode import cpu_has_bf16, default_threads
 from searchrel.models.pairs import collate
+from searchrel.models.training import Budget, EarlyStopping, warmup_then_decay
 from searchrel.progress import console, step
 from searchrel.student.config import StudentTrainConfig
 from searchrel.student.model import Side, Student, new_student
@@ -80,10 +79,7 @@ def _optimizer(student: Student, cfg: StudentTrainConfig, total: int):
     head = [p for n, p in student.named_parameters() if p.requires_grad and ".backbone." not in f".{n}"]
     opt = torch.optim.AdamW([{"params": tower, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}],
                             weight_decay=cfg.weight_decay)
-    warm = max(1, int(cfg.warmup * total))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
-    return opt, sched
+    return opt, warmup_then_decay(opt, cfg.warmup, total)
 
 
 def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.DataFrame | None = None) -> Path:
@@ -125,25 +121,22 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
     steps_per_epoch = len(item_batches(i_row, cfg.batch_items, 0))
     total = steps_per_epoch * cfg.epochs
     opt, sched = _optimizer(student, cfg, total)
-    budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
-    started = time.perf_counter()
+    budget = Budget(cfg.max_minutes)
     history: list[dict] = []
-    best, best_step, best_state, bad = -math.inf, -1, None, 0
+    early, best_state = EarlyStopping(), None
     global_step, seen_pairs, stop = 0, 0, False
 
     def validate() -> None:
-        nonlocal best, best_step, best_state, bad
-        if valid.empty:
-            best_state, best_step = copy.deepcopy(student.state_dict()), global_step
+        nonlocal best_state
+        if valid.empty:  # nothing to select on: the latest weights are the best
+            best_state, early.best_step = copy.deepcopy(student.state_dict()), global_step
             return
-        metrics = evaluate(ds, pair_frame(student.config.scale, student.config.thresholds, predict_pairs(student, ds, valid, bf16=bf16), valid),
-                           EvalConfig(split="valid"), pairs=valid).overall
-        history.append({"step": global_step, "elapsed_s": round(time.perf_counter() - started, 1), **metrics})
-        score = metrics["ndcg@8"] if metrics["ndcg@8"] is not None else -math.inf
-        if score > best:
-            best, best_step, best_state, bad = score, global_step, copy.deepcopy(student.state_dict()), 0
-        else:
-            bad += 1
+        probs = predict_pairs(student, ds, valid, bf16=bf16)
+        frame = pair_frame(student.config.scale, student.config.thresholds, probs, valid)
+        metrics = evaluate(ds, frame, EvalConfig(split="valid"), pairs=valid).overall
+        history.append({"step": global_step, "elapsed_s": round(budget.elapsed_s, 1), **metrics})
+        if early.update(metrics["ndcg@8"], global_step):
+            best_state = copy.deepcopy(student.state_dict())
         student.train()
 
     student.train()
@@ -170,10 +163,10 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
                 global_step += 1
                 seen_pairs += len(b)
                 advance()
-                out_of_time = time.perf_counter() - started > budget
+                out_of_time = budget.spent()
                 if global_step % cfg.eval_every == 0 or n == len(batches) - 1 or out_of_time:
                     validate()
-                    if bad >= cfg.patience:
+                    if early.stop(cfg.patience):
                         console.print(f"early stop at step {global_step}")
                         stop = True
                 if out_of_time:
@@ -183,7 +176,7 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
                     break
             if stop:
                 break
-    elapsed = time.perf_counter() - started
+    elapsed = budget.elapsed_s
     student.load_state_dict(best_state)
     student.eval()
     if cfg.fit_thresholds and not valid.empty:
@@ -193,7 +186,8 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
     record = {"config": cfg.model_dump(), "train_pairs": len(rows), "distilled_pairs": 0 if labels is None else len(labels),
               "queries": len(q_ids), "items": len(i_ids), "steps": global_step, "elapsed_s": round(elapsed, 1),
               "pairs_per_s": round(seen_pairs / elapsed, 1) if elapsed else None,
-              "best": {"ndcg@8": None if best == -math.inf else best, "step": best_step}, "history": history}
+              "best": {"ndcg@8": early.best, "step": early.best_step}, "history": history}
     (out / "train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    console.print(f"student (best valid ndcg@8 {best:.4f} at step {best_step}) -> {out}")
+    best = "n/a" if early.best is None else f"{early.best:.4f}"
+    console.print(f"student (best valid ndcg@8 {best} at step {early.best_step}) -> {out}")
     return out

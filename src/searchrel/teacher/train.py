@@ -15,7 +15,6 @@ import json
 import math
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from searchrel.eval.evaluate import EvalConfig, evaluate
 from searchrel.eval.grades import fit_thresholds, pair_frame
 from searchrel.models.device import autocast, bf16_native, resolve_device
 from searchrel.models.pairs import collate, encode_pairs, length_batches, query_batches
+from searchrel.models.training import Budget, EarlyStopping, warmup_then_decay
 from searchrel.progress import console, step
 from searchrel.teacher.config import TrainConfig
 from searchrel.teacher.features import pair_features
@@ -43,9 +43,7 @@ class _Progress(BaseModel):
     batch: int = 0  # batches of this epoch already done
     global_step: int = 0
     elapsed_s: float = 0.0
-    best: float | None = None
-    best_step: int = -1
-    bad_evals: int = 0
+    early: EarlyStopping = Field(default_factory=EarlyStopping)
     tokens: int = 0
     history: list[dict] = Field(default_factory=list)
     done: bool = False
@@ -114,12 +112,7 @@ def _optimizer(model: CrossEncoder, cfg: TrainConfig, total_steps: int):
     body = [p for p in model.backbone.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}],
                             weight_decay=cfg.weight_decay)
-    warm = max(1, int(cfg.warmup * total_steps))
-
-    def schedule(s: int) -> float:  # linear warm-up, then linear decay to zero
-        return min((s + 1) / warm, max(0.0, (total_steps - s) / max(1, total_steps - warm)))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    return opt, warmup_then_decay(opt, cfg.warmup, total_steps)
 
 
 def validate(model: CrossEncoder, tokenizer, ds: Dataset, valid: pd.DataFrame, texts: pd.Series,
@@ -174,24 +167,18 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
     if prog.global_step:
         console.print(f"resuming {run} at step {prog.global_step} (epoch {prog.epoch + 1}, batch {prog.batch})")
     _write_record(run, cfg, prog, model, len(ids))
-    started = time.perf_counter() - prog.elapsed_s
-    budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
+    budget = Budget(cfg.max_minutes, spent_s=prog.elapsed_s)
 
     def evaluate_and_keep() -> None:
         if valid.empty:  # nothing to select on: the latest weights are the best
             save_file(model.trainable_state(), str(run / "best.safetensors"))
-            prog.best_step = prog.global_step
+            prog.early.best_step = prog.global_step
             return
         metrics, _ = validate(model, tokenizer, ds, valid, texts, bf16, valid_features)
-        score = metrics[cfg.select_metric] if metrics[cfg.select_metric] is not None else -math.inf
-        best = -math.inf if prog.best is None else prog.best
-        prog.history.append({"step": prog.global_step, "epoch": prog.epoch,
-                             "elapsed_s": round(time.perf_counter() - started, 1), **metrics})
-        if score > best:
-            prog.best, prog.best_step, prog.bad_evals = score, prog.global_step, 0
+        prog.history.append({"step": prog.global_step, "epoch": prog.epoch, "elapsed_s": round(budget.elapsed_s, 1),
+                             **metrics})
+        if prog.early.update(metrics[cfg.select_metric], prog.global_step):
             save_file(model.trainable_state(), str(run / "best.safetensors"))
-        else:
-            prog.bad_evals += 1
         model.train()
 
     model.train()
@@ -222,11 +209,11 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
                 prog.global_step += 1
                 prog.tokens += int(mask.sum())
                 advance()
-                out_of_time = time.perf_counter() - started > budget
+                out_of_time = budget.spent()
                 epoch_end = prog.batch == len(batches)
                 if prog.global_step % cfg.eval_every == 0 or epoch_end or out_of_time:
                     evaluate_and_keep()
-                    if prog.bad_evals >= cfg.patience:
+                    if prog.early.stop(cfg.patience):
                         console.print(f"early stop at step {prog.global_step}: no better {cfg.select_metric} "
                                       f"in {cfg.patience} validations")
                         stop = True
@@ -235,7 +222,7 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
                     stop = True
                 if epoch_end:
                     prog.epoch, prog.batch = prog.epoch + 1, 0
-                prog.elapsed_s = time.perf_counter() - started
+                prog.elapsed_s = budget.elapsed_s
                 if stop or prog.global_step % cfg.checkpoint_every == 0 or epoch_end:
                     prog.done = stop or prog.epoch >= cfg.epochs
                     _save_checkpoint(run, model, opt, sched, prog)
@@ -255,8 +242,8 @@ def _finish(run: Path, cfg: TrainConfig, model: CrossEncoder, tokenizer, ds: Dat
         model.config.thresholds = fit_thresholds(probs, valid["label"].to_numpy(), model.config.scale)
     model.save(run, tokenizer)
     _write_record(run, cfg, prog, model, n_pairs)
-    best = "n/a" if prog.best is None else f"{prog.best:.4f}"
-    console.print(f"teacher (best valid {cfg.select_metric} {best} at step {prog.best_step}) -> {run}")
+    best = "n/a" if prog.early.best is None else f"{prog.early.best:.4f}"
+    console.print(f"teacher (best valid {cfg.select_metric} {best} at step {prog.early.best_step}) -> {run}")
     return run
 
 
@@ -265,6 +252,6 @@ def _write_record(run: Path, cfg: TrainConfig, prog: _Progress, model: CrossEnco
     record = {"config": cfg.model_dump(), "train_pairs": n_pairs, "steps": prog.global_step,
               "elapsed_s": round(prog.elapsed_s, 1), "tokens": prog.tokens,
               "tokens_per_s": round(prog.tokens / prog.elapsed_s, 1) if prog.elapsed_s else None,
-              "trainable_non_embedding_params": trainable, "best": {cfg.select_metric: prog.best, "step": prog.best_step},
+              "trainable_non_embedding_params": trainable, "best": {cfg.select_metric: prog.early.best, "step": prog.early.best_step},
               "history": prog.history}
     (run / "train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")

@@ -1,0 +1,57 @@
+"""What the teacher's and the student's training loops share: the learning-rate schedule, the time budget and
+early stopping. The loops themselves stay two linear loops (``teacher/train.py``, ``student/train.py``)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+from pydantic import BaseModel
+
+
+def warmup_then_decay(opt: torch.optim.Optimizer, warmup_share: float, total_steps: int):
+    """Linear warm-up over ``warmup_share`` of the steps (at least one), then linear decay to zero at the end."""
+    warm = max(1, int(warmup_share * total_steps))
+
+    def factor(s: int) -> float:
+        return min((s + 1) / warm, max(0.0, (total_steps - s) / max(1, total_steps - warm)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+class Budget:
+    """Wall-clock minutes for a run (None: no limit), counting what a resumed run had already spent."""
+
+    def __init__(self, max_minutes: float | None, spent_s: float = 0.0):
+        self.max_minutes = max_minutes
+        self.limit_s = max_minutes * 60 if max_minutes else math.inf
+        self.started = time.perf_counter() - spent_s
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
+
+    def spent(self) -> bool:
+        return self.elapsed_s > self.limit_s
+
+
+class EarlyStopping(BaseModel):
+    """The best validation score so far, its step, and how many validations since brought nothing better; saved
+    with a checkpoint so a resumed run stops where an uninterrupted one would."""
+
+    best: float | None = None
+    best_step: int = -1
+    bad: int = 0
+
+    def update(self, score: float | None, step: int) -> bool:
+        """Record one validation; True when it is the best so far (a missing score never is)."""
+        value = -math.inf if score is None else score
+        if value > (-math.inf if self.best is None else self.best):
+            self.best, self.best_step, self.bad = value, step, 0
+            return True
+        self.bad += 1
+        return False
+
+    def stop(self, patience: int) -> bool:
+        return self.bad >= patience
