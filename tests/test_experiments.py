@@ -2,6 +2,7 @@
 
 import json
 
+import matplotlib.pyplot as plt
 import pytest
 from typer.testing import CliRunner
 
@@ -27,7 +28,8 @@ def test_compare_cli_writes_table_chart_and_notes_skipped_backbones(world, tiny_
     assert systems[0].startswith("BM25") and systems[1] == f"zero-shot {tiny_bert}" and systems[2] == f"teacher {tiny_bert}"
     assert data[systems[2]]["overall"]["qwk"] is not None and data[systems[0]]["overall"]["qwk"] is None
     assert any("nobody/no-model skipped" in n for n in data["notes"])
-    assert (out / "comparison.png").stat().st_size > 10_000
+    height, width = plt.imread(out / "comparison.png").shape[:2]
+    assert height >= 200 and width >= 300  # a real chart, not an empty file
     assert "| teacher" in (out / "comparison.md").read_text()
     # a rerun reuses the finished teacher instead of training again
     mtime = (out / f"teacher-{str(tiny_bert).replace('/', '-')}" / "model.safetensors").stat().st_mtime

@@ -5,6 +5,7 @@ with one clear line."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -123,52 +124,61 @@ def test_a_run_writes_every_stage_and_its_record(first_run):
     assert "searchrel serve --index" in output and "students/x2" in output
 
 
-def test_a_rerun_reuses_everything_and_a_change_redoes_only_what_it_reaches(first_run, config):
-    out, _ = first_run
-    before = {n: json.loads(RunLayout(out).record(n).read_text())["key"] for n in stages(out)}
+def _copy_of(first_run, tmp_path) -> Path:
+    """The finished first run, copied: each test changes its own run directory."""
+    copy = tmp_path / "run"
+    shutil.copytree(first_run[0], copy)
+    return copy
+
+
+def _redone(out: Path) -> list[str]:
+    return [n for n, s in stages(out).items() if s == "done"]
+
+
+def test_a_rerun_without_changes_reuses_every_stage(first_run, config, tmp_path):
+    out = _copy_of(first_run, tmp_path)
     res = CliRunner().invoke(app, ["run", str(config), "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert set(stages(out).values()) == {"skipped"}
+
+
+@pytest.mark.parametrize("change, redone", [
     # the student's settings reach the students and what reads them, not the data, teacher or labels
-    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), "--set", "student.train.lr=1e-4"])
-    assert res.exit_code == 0, res.output
-    status = stages(out)
-    assert [n for n, s in status.items() if s == "done"] == ["student-human", "student-x1", "student-x2", "index",
-                                                             "evaluate", "latency", "report"]
-    after = {n: json.loads(RunLayout(out).record(n).read_text())["key"] for n in status}
-    assert after["teacher"] == before["teacher"] and after["student-x2"] != before["student-x2"]
+    (["--set", "student.train.lr=1e-4"], ["student-human", "student-x1", "student-x2", "index", "evaluate",
+                                          "latency", "report"]),
     # the latency settings reach the latency check and the report only
-    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), "--set", "student.train.lr=1e-4",
-                                   "--set", "latency.queries=3"])
-    assert res.exit_code == 0, res.output
-    assert [n for n, s in stages(out).items() if s == "done"] == ["latency", "report"]
-    same = ["--set", "student.train.lr=1e-4", "--set", "latency.queries=3"]
+    (["--set", "latency.queries=3"], ["latency", "report"]),
     # evaluation settings retrain no model (the ablation, an evaluation of BM25 per field set, is redone)
-    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), *same, "--set", "evaluate.ks=[8,10]"])
-    assert res.exit_code == 0, res.output
-    assert [n for n, s in stages(out).items() if s == "done"] == ["baselines", "ablation", "evaluate", "report"]
-    assert "ndcg@10" in json.loads((RunLayout(out).eval / "metrics-teacher.json").read_text())["overall"]
-    same += ["--set", "evaluate.ks=[8,10]"]
+    (["--set", "evaluate.ks=[8,10]"], ["baselines", "ablation", "evaluate", "report"]),
     # a forced stage makes what reads it run again, though their keys are unchanged
-    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), *same, "--force", "index"])
+    (["--force", "index"], ["index", "latency", "report"]),
+])
+def test_a_change_redoes_only_what_it_reaches(first_run, config, tmp_path, change, redone):
+    out = _copy_of(first_run, tmp_path)
+    before = {n: json.loads(RunLayout(out).record(n).read_text())["key"] for n in stages(out)}
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), *change])
     assert res.exit_code == 0, res.output
-    assert [n for n, s in stages(out).items() if s == "done"] == ["index", "latency", "report"]
-    # a stage no longer planned loses its artefacts, so the report cannot show them
-    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), *same, "--set", "latency.enabled=false"])
+    assert _redone(out) == redone
+    after = {n: json.loads(RunLayout(out).record(n).read_text())["key"] for n in stages(out)}
+    changed_keys = {n for n in after if after[n] != before[n]}
+    assert changed_keys <= set(redone) and "teacher" not in changed_keys
+    if "evaluate.ks=[8,10]" in change:
+        assert "ndcg@10" in json.loads((RunLayout(out).eval / "metrics-teacher.json").read_text())["overall"]
+
+
+def test_a_stage_no_longer_planned_loses_its_artefacts(first_run, config, tmp_path):
+    out = _copy_of(first_run, tmp_path)
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out), "--set", "latency.enabled=false"])
     assert res.exit_code == 0, res.output
-    assert "latency" not in stages(out) and not RunLayout(out).latency.exists()
+    assert "latency" not in stages(out) and not RunLayout(out).latency.exists()  # the report cannot show them
     assert not RunLayout(out).record("latency").exists()
-    assert [n for n, s in stages(out).items() if s == "done"] == ["report"]
+    assert _redone(out) == ["report"]
 
 
 def test_a_failed_stage_is_recorded_and_the_next_run_starts_there(first_run, config, monkeypatch, tmp_path):
-    out, _ = first_run
-    import shutil
-
     from searchrel.pipeline.stages import Run
 
-    copy = tmp_path / "run"
-    shutil.copytree(out, copy)
+    copy = _copy_of(first_run, tmp_path)
 
     def boom(self):
         raise RuntimeError("disk full")

@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,8 +20,9 @@ from searchrel.cli import app
 from searchrel.data.synth import SynthConfig, build_world
 from searchrel.eval.evaluate import EvalConfig, evaluate
 from searchrel.experiments.common import write_outputs
-from searchrel.report import build_report
+from searchrel.report import CHARTS, build_report
 from searchrel.report.analysis import calibration, confusion
+from searchrel.report.sections import N_DISAGREEMENTS
 
 RUN_NAME = "synthetic <smoke> & co"
 SECTIONS = ["What was run", "Systems compared", "Per language", "Per country", "Confusion matrices",
@@ -153,12 +155,14 @@ def test_report_is_self_contained_with_embedded_charts(built):
     run, paths, _ = built
     page = paths["html"].read_text()
     images = re.findall(r'<img src="([^"]*)"', page)
-    assert len(images) == 7 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert len(images) == len(CHARTS) and all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r'(src|href)="(?!data:|#)', page)  # only inline data and in-page anchors
     assert "http://" not in page and "https://" not in page and "<script" not in page and "<link" not in page
     md = paths["markdown"].read_text()
-    for name in ("comparison", "by-language", "confusion", "calibration", "ablation", "curve", "latency"):
-        assert paths[name] == run / "report" / f"{name}.png" and paths[name].stat().st_size > 5_000
+    for name in CHARTS:  # every chart is written, is a real picture, and the Markdown twin links it
+        assert paths[name] == run / "report" / f"{name}.png"
+        height, width = plt.imread(paths[name]).shape[:2]
+        assert height >= 200 and width >= 300
         assert f"]({name}.png)" in md
 
 
@@ -174,7 +178,7 @@ def test_disagreements_are_the_largest_expected_grade_gaps(built):
     top = f"{gap[np.abs(gap).argmax()]:+.2f}"
     page = paths["html"].read_text()
     section = page[page.index('id="disagreements"'):]
-    assert section.count("<tr>") == 15 + 1  # header + 15 pairs
+    assert section.count("<tr>") == N_DISAGREEMENTS + 1  # a header and the configured number of pairs
     assert f'<td class="num">{top}</td></tr>' in section.split("</tr>", 2)[1] + "</tr>"  # the first row is the largest
 
 
@@ -228,7 +232,9 @@ def test_missing_parts_become_one_line_notes(built, tmp_path):
                                                            "error": "RuntimeError: boom\nmore", "traceback": "..."}))
     page = build_report(bare, tmp_path / "bare-report")["html"].read_text()
     assert '<p class="note">Stage data failed: RuntimeError: boom</p>' in page
-    assert page.count("Not part of this run") == 10 and "<td>data</td><td><strong>failed</strong></td>" in page
+    # every section after "What was run" says it has nothing, rather than failing
+    assert page.count("Not part of this run") >= len(SECTIONS) - 2 and "could not be built" not in page
+    assert "<td>data</td><td><strong>failed</strong></td>" in page
     assert "still running" in page and "<img" not in page
 
 
@@ -258,7 +264,8 @@ def test_report_renders_in_headless_chromium(built):
         assert page.locator("h1").inner_text().startswith("searchrel report: synthetic <smoke> & co")
         assert page.locator("h2").all_inner_texts() == SECTIONS
         widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
-        assert len(widths) == 7 and all(w > 0 for w in widths)
+        assert len(widths) == len(CHARTS) and all(w > 0 for w in widths)
         assert page.locator("#comparison table").count() == 1
         shot = screenshot(page, "report.png")
-    assert shot.stat().st_size > 50_000
+    height, width = plt.imread(shot).shape[:2]
+    assert width >= 800 and height >= 600

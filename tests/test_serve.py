@@ -137,11 +137,20 @@ def test_health_metrics_and_cache_hits(setup, client):
     assert client.get("/healthz").json()["status"] == "ok"
     for _ in range(3):
         client.post("/v1/rerank", json={"query": "Blue  Dress", "item_ids": ds.items["item_id"].tolist()[:5]})
+    def metric(text: str, name: str) -> float:
+        return float(next(ln.split()[-1] for ln in text.splitlines() if ln.startswith(name + " ")))
+
+    before = client.get("/metrics").text
+    client.post("/v1/rerank", json={"query": "blue dress", "item_ids": ds.items["item_id"].tolist()[:5]})
     text = client.get("/metrics").text
     assert 'searchrel_requests_total{endpoint="/v1/rerank",status="200"}' in text
     assert "searchrel_request_latency_seconds_bucket" in text
-    rate = float(next(ln.split()[-1] for ln in text.splitlines() if ln.startswith("searchrel_query_cache_hit_rate")))
-    assert rate > 0
+    # "blue dress" normalises to the key of "Blue  Dress" asked before: one more hit, no more misses
+    hits, misses = (metric(text, f"searchrel_query_cache_{k}") - metric(before, f"searchrel_query_cache_{k}")
+                    for k in ("hits", "misses"))
+    assert (hits, misses) == (1, 0)
+    total_hits, total_misses = metric(text, "searchrel_query_cache_hits"), metric(text, "searchrel_query_cache_misses")
+    assert metric(text, "searchrel_query_cache_hit_rate") == pytest.approx(total_hits / (total_hits + total_misses))
     assert client.get("/openapi.json").json()["paths"]["/v1/rerank"]
 
 

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from searchrel.annotate.text import TextConfig
 from searchrel.baselines.bm25 import BM25Scorer
 from searchrel.cli import app
+from searchrel.eval.evaluate import EvalConfig, evaluate
 from searchrel.student.config import StudentConfig, StudentTrainConfig
 from searchrel.student.features import TextMatch, make_feature
 from searchrel.student.model import load_student, new_student
@@ -122,9 +123,13 @@ def test_cli_sample_label_train_eval(world, tiny_bert, tmp_path):
     assert r.exit_code == 0, r.output
     cfg = json.loads((tmp_path / "student" / "student.json").read_text())
     assert cfg["text"]["fields"] == ["title", "image_caption"]  # the teacher's item text
-    r = runner.invoke(app, ["eval", "--model", str(tmp_path / "student"), "--data", data, "--split", "all"])
+    r = runner.invoke(app, ["eval", "--model", str(tmp_path / "student"), "--data", data, "--split", "all",
+                            "--out", str(tmp_path / "metrics.json")])
     assert r.exit_code == 0, r.output
-    assert "ndcg@8" in r.output.lower()
+    # the CLI's metrics are the library's on the same predictions
+    direct = evaluate(world, predict_dataset(load_student(tmp_path / "student"), world, "all"), EvalConfig(split="all"))
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["overall"]["ndcg@8"] == pytest.approx(direct.overall["ndcg@8"], abs=1e-6)
     r = runner.invoke(app, ["student", "predict", str(tmp_path / "student"), data, "--out", str(tmp_path / "p.csv")])
     assert r.exit_code == 0, r.output
     assert len(pd.read_csv(tmp_path / "p.csv")) == len(world.judgments)
@@ -166,3 +171,34 @@ def test_a_new_student_ranks_exactly_like_its_residual_start_feature(tiny_bert):
     assert (np.diff(expected[order]) > 0).all()
     plain = new_student(cfg.model_copy(update={"residual": False}))
     assert plain.skip is None
+
+
+def test_training_rows_drop_distilled_pairs_of_held_out_queries_and_keep_the_train_languages(world):
+    from searchrel.student.train import training_rows
+
+    split = world.split_of()
+    pairs = world.judgments[["query_id", "item_id"]].copy()
+    labels = pairs.assign(**{f"p_{g}": 0.2 for g in world.info.scale.grades})
+    cfg = StudentTrainConfig(student=StudentConfig(scale=world.info.scale))
+    rows, targets = training_rows(world, labels, cfg)
+    assert not rows["query_id"].map(split).isin(["valid", "test"]).any()  # no teacher label of a held-out query
+    assert len(rows) == len(targets) and np.allclose(targets.sum(1), 1)
+    # what is left: the distilled pairs of train queries, then the human labels of the train split
+    assert len(rows) == (labels["query_id"].map(split) == "train").sum() + len(world.pairs("train"))
+    # human labels of the chosen languages only; distilled pairs of every language stay
+    en = StudentTrainConfig(student=StudentConfig(scale=world.info.scale), train_languages=["en"])
+    rows_en, _ = training_rows(world, None, en)
+    language = world.queries.set_index("query_id")["language"]
+    assert set(rows_en["query_id"].map(language)) == {"en"}
+    assert rows_en["query_id"].map(split).eq("train").all()
+
+
+def test_distilled_subsets_are_nested_in_larger_ones():
+    from searchrel.experiments.curve import distilled_subset
+
+    labels = pd.DataFrame({"pair_idx": np.arange(1000)})
+    x1, x3, x10 = (distilled_subset(labels, f, 100, seed=7) for f in (1, 3, 10))
+    assert (len(x1), len(x3), len(x10)) == (100, 300, 1000)
+    assert set(x1["pair_idx"]) <= set(x3["pair_idx"]) <= set(x10["pair_idx"])
+    assert x3["pair_idx"].is_monotonic_increasing  # pair order kept
+    assert not set(distilled_subset(labels, 1, 100, seed=8)["pair_idx"]) == set(x1["pair_idx"])  # the seed matters

@@ -208,3 +208,19 @@ def test_frozen_layers_and_zero_shot_feature(tiny_bert, tmp_path):
     for name in ("attention.self.query.weight", "output.dense.weight"):
         assert np.array_equal(state[f"backbone.encoder.layer.0.{name}"].numpy(), pretrained[f"encoder.layer.0.{name}"].numpy())
         assert not np.array_equal(state[f"backbone.encoder.layer.1.{name}"].numpy(), pretrained[f"encoder.layer.1.{name}"].numpy())
+
+
+def test_targets_one_hot_smoothed_and_spread_by_rater_variance():
+    from searchrel.teacher.train import _targets
+
+    labels = np.array([1.0, 3.0, 5.0])
+    one_hot = _targets(labels, None, TrainConfig()).numpy()
+    assert one_hot.argmax(1).tolist() == [0, 2, 4] and np.allclose(one_hot.sum(1), 1) and one_hot.max() == 1
+    smooth = _targets(labels, None, TrainConfig(label_smoothing=0.1)).numpy()
+    assert np.allclose(smooth.sum(1), 1) and np.allclose(smooth.min(), 0.1 / 5) and smooth.argmax(1).tolist() == [0, 2, 4]
+    # soft targets: a discretised normal around the label, wider where the raters disagreed more
+    soft = _targets(labels, np.array([0.0, 0.5, 2.0]), TrainConfig(soft_targets=True)).numpy()
+    assert np.allclose(soft.sum(1), 1) and soft.argmax(1).tolist() == [0, 2, 4]
+    assert soft[1, 1] == pytest.approx(soft[1, 3]) and soft[1, 2] > soft[1, 1] > soft[1, 0]  # symmetric, peaked
+    assert soft[0, 0] > soft[1, 2] > soft[2, 4]  # more variance, less mass on the label
+    assert np.allclose(_targets(labels, None, TrainConfig(soft_targets=True)).numpy(), one_hot)  # no variance given
