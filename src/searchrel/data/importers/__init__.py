@@ -4,7 +4,9 @@ Each importer is one function returning ``(Dataset, ImportReport)``; :func:`save
 dataset and, when bad rows were skipped, their quarantine file. ``searchrel import ...`` wraps them.
 """
 
-from searchrel.data.importers._rows import BadInputError, ImportReport, clean_line, clean_text, save_import
+from searchrel.data.importers._assemble import save_import
+from searchrel.data.importers._clean import clean_line, clean_text
+from searchrel.data.importers._report import BadInputError, ImportReport
 from searchrel.data.importers.crowdflower import import_crowdflower, read_translations
 from searchrel.data.importers.esci import import_esci
 from searchrel.data.importers.table import import_table, parse_fields, parse_scale

@@ -2,7 +2,7 @@
 
 Source columns: ``id, query, product_title, product_description, median_relevance, relevance_variance``.
 
-- Texts are cleaned (HTML, mojibake, whitespace; see ``_rows``); an empty description stays ``""``.
+- Texts are cleaned (HTML, mojibake, whitespace; see ``_clean``); an empty description stays ``""``.
 - Products carry no id: an item is keyed by its cleaned (title, description), hashed to a stable 16-hex id, so a
   product judged for several queries is one item. Queries are keyed by cleaned text (language ``en``).
 - A (query, item) pair judged twice keeps its first row; the report counts the dropped repeats and how many
@@ -24,24 +24,10 @@ from pathlib import Path
 import pandas as pd
 
 from searchrel.data.dataset import Dataset, DatasetInfo, Scale
-from searchrel.data.importers._rows import (
-    ROW,
-    BadInputError,
-    BadRows,
-    ImportReport,
-    as_text,
-    assemble,
-    clean_column,
-    clean_line,
-    file_digest,
-    fill_report,
-    languages_of,
-    parse_labels,
-    read_csv_rows,
-    require_columns,
-    require_file,
-    stable_id,
-)
+from searchrel.data.importers._assemble import assemble, file_digest, fill_report, languages_of, stable_id
+from searchrel.data.importers._clean import clean_column, clean_line
+from searchrel.data.importers._read import as_text, parse_labels, read_csv_rows, require_columns, require_file
+from searchrel.data.importers._report import ROW, BadInputError, BadRows, ImportReport
 from searchrel.data.splits import make_splits
 
 COLUMNS = ("id", "query", "product_title", "product_description", "median_relevance", "relevance_variance")

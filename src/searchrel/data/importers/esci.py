@@ -24,19 +24,10 @@ from pathlib import Path
 import pandas as pd
 
 from searchrel.data.dataset import Dataset, DatasetInfo, Scale
-from searchrel.data.importers._rows import (
-    BadRows,
-    ImportReport,
-    as_text,
-    assemble,
-    clean_column,
-    file_digest,
-    fill_report,
-    languages_of,
-    read_parquet_rows,
-    require_columns,
-    require_file,
-)
+from searchrel.data.importers._assemble import assemble, file_digest, fill_report, languages_of
+from searchrel.data.importers._clean import clean_column
+from searchrel.data.importers._read import as_text, read_parquet_rows, require_columns, require_file
+from searchrel.data.importers._report import BadRows, ImportReport
 from searchrel.data.splits import make_splits
 
 EXAMPLE_COLUMNS = ("query", "query_id", "product_id", "product_locale", "esci_label")

@@ -22,24 +22,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from searchrel.data.dataset import LIST_FIELDS, Dataset, DatasetInfo, Scale
-from searchrel.data.importers._rows import (
-    ROW,
-    BadInputError,
-    BadRows,
-    ImportReport,
-    as_text,
-    assemble,
-    clean_column,
-    clean_line,
-    file_digest,
-    fill_report,
-    languages_of,
-    parse_labels,
-    read_rows,
-    require_columns,
-    require_file,
-    stable_id,
-)
+from searchrel.data.importers._assemble import assemble, file_digest, fill_report, languages_of, stable_id
+from searchrel.data.importers._clean import clean_column, clean_line
+from searchrel.data.importers._read import as_text, parse_labels, read_rows, require_columns, require_file
+from searchrel.data.importers._report import ROW, BadInputError, BadRows, ImportReport
 from searchrel.data.splits import make_splits
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
