@@ -112,7 +112,7 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
         feats = student.pair_features(qs, q_row, its, i_row)
     if feats is not None:
         student.feat_mean.copy_(torch.from_numpy(feats.mean(0)))
-        student.feat_std.copy_(torch.from_numpy(feats.std(0) + 1e-3))
+        student.feat_std.copy_(torch.from_numpy(feats.std(0) + 1e-3))  # a constant feature divides by 1e-3, not 0
     q_tok, i_tok = student.tokenize(q_text, "query"), student.tokenize(i_text, "item")
     weights = torch.from_numpy(rows["weight"].to_numpy(np.float32))
     targets_t = torch.from_numpy(targets)
@@ -142,7 +142,7 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
     student.train()
     with step(f"training student ({scfg.backbone}, {scfg.layers or 'all'} layers)", total=total) as advance:
         for epoch in range(cfg.epochs):
-            batches = item_batches(i_row, cfg.batch_items, cfg.seed * 1000 + epoch)
+            batches = item_batches(i_row, cfg.batch_items, cfg.seed * 1000 + epoch)  # one order per (seed, epoch)
             for n, b in enumerate(batches):
                 uq, uq_inv = np.unique(q_row[b], return_inverse=True)
                 ui, ui_inv = np.unique(i_row[b], return_inverse=True)
@@ -156,6 +156,7 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
                 ce = torch.sum(-targets_t[b] * torch.log_softmax(logits.float(), -1), -1)  # = KL + const
                 loss = (ce * weights[b]).sum() / weights[b].sum()
                 loss.backward()
+                # clip at norm 1, as the teacher does: a guard against a rare exploding batch
                 torch.nn.utils.clip_grad_norm_([p for p in student.parameters() if p.requires_grad], 1.0)
                 opt.step()
                 sched.step()

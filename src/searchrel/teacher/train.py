@@ -53,6 +53,7 @@ def _targets(labels: np.ndarray, variance: np.ndarray | None, cfg: TrainConfig) 
     """One-hot labels, optionally smoothed or spread as a discretised normal by the raters' variance."""
     grades = np.array(cfg.teacher.scale.grades, dtype=float)
     if cfg.soft_targets and variance is not None:
+        # a floor on the variance: unanimous raters (variance 0) keep a proper distribution (~99.99% on the label)
         var = np.nan_to_num(variance, nan=0.0)[:, None] + 0.05
         t = np.exp(-((grades[None, :] - labels[:, None]) ** 2) / (2 * var))
     else:
@@ -186,7 +187,7 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
     with step(f"training teacher ({tcfg.backbone})", total=total) as advance:
         advance(prog.global_step)
         while not stop and prog.epoch < cfg.epochs:
-            seed = cfg.seed * 1000 + prog.epoch
+            seed = cfg.seed * 1000 + prog.epoch  # one batch order per (seed, epoch): a resumed epoch replays it
             batches = (query_batches(query_codes.numpy(), cfg.batch_size, seed) if cfg.listwise_weight
                        else length_batches(lengths, cfg.batch_size, seed=seed))
             while prog.batch < len(batches):
@@ -201,6 +202,7 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
                     loss = loss + cfg.listwise_weight * listnet_loss(expected, label_values[b].to(device),
                                                                      query_codes[b].to(device))
                 loss.backward()
+                # clip at norm 1: the usual guard for transformer fine-tuning against a rare exploding batch
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
                 opt.step()
                 sched.step()
