@@ -35,8 +35,10 @@ lint: install
 
 # the system packages the tests drive (chromium, redis-server, CJK fonts): installed when missing, or a stop with
 # the exact command before any test runs
-test: install lint
+test: install
 	scripts/system-deps
+	$(BIN)/lint-imports
+	$(BIN)/vulture
 	$(BIN)/pytest -q -m "not slow"
 
 # the quick loop (under a minute): contracts, dead code and the unit tests, without the kill -9, Ray, Redis,
