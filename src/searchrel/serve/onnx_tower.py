@@ -1,4 +1,5 @@
-"""The student's query tower as an ONNX graph, run by ONNX Runtime on the request path.
+"""The query side of the request path: the student's query tower as an ONNX graph run by ONNX Runtime, and
+``QueryEmbedder`` — what the query cache stores for a query (the tower vector and every query-cached feature).
 
 * Export. ``export_query_tower`` traces ``student.query_tower`` (fp32, eval) with the TorchScript exporter
   (``dynamo=False``) on a *padded* two-row example, with dynamic batch and sequence axes: inputs ``input_ids`` and
@@ -41,8 +42,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from searchrel.index import model_version
 from searchrel.models.pairs import collate
-from searchrel.student.model import load_student
+from searchrel.student.model import Student, load_student
 
 ONNX_FILE = "query_tower.onnx"
 INT8_FILE = "query_tower.int8.onnx"
@@ -245,3 +247,30 @@ class OnnxQueryEncoder:
         return _normalise(out)
 
     __call__ = encode
+
+
+class QueryEmbedder:
+    """Query texts -> ``[tower vector | each query-cached feature's query side]`` (what the cache stores), in one
+    call per batch; ``split`` takes a cached row apart again."""
+
+    def __init__(self, student: Student, student_dir: Path, onnx: bool = True, int8: bool = False):
+        self.student = student
+        if onnx:
+            self.tower = OnnxQueryEncoder.from_student_dir(student_dir, int8=int8)
+            self.fingerprint = self.tower.fingerprint
+        else:
+            self.tower = None
+            self.fingerprint = model_version(student_dir)[:16]
+        self.cached = [f for f in student.features if f.query_cached]
+        widths = [student.config.dim] + [f.query_dim for f in self.cached]
+        self.bounds = np.cumsum([0, *widths])
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        tower = self.tower.encode(texts) if self.tower is not None else self.student.embed(texts, "query")
+        return np.concatenate([tower, *[f.query_side(texts) for f in self.cached]], 1)
+
+    def split(self, rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """A cached ``[n, width]`` block -> the tower vectors and each query-cached feature's query side."""
+        parts = [rows[:, a:b] for a, b in zip(self.bounds[:-1], self.bounds[1:])]
+        return parts[0], {f.name: p for f, p in zip(self.cached, parts[1:])}

@@ -23,8 +23,8 @@ from searchrel.annotate.text import build_item_texts
 from searchrel.eval.grades import decode_grades
 from searchrel.index import load_index, model_version
 from searchrel.serve.cache import CachedQueryEncoder, make_cache
-from searchrel.serve.onnx_tower import OnnxQueryEncoder
-from searchrel.student.model import Side, Student, load_student
+from searchrel.serve.onnx_tower import QueryEmbedder
+from searchrel.student.model import Side, load_student
 
 
 class ServeConfig(BaseModel):
@@ -46,33 +46,6 @@ class ServeConfig(BaseModel):
     max_body_bytes: int = 1_000_000
     max_inflight: int = 2  # requests computing at once (the CPU's cores)
     max_queue: int = 64  # requests waiting beyond that; more are shed with 503
-
-
-class QueryEmbedder:
-    """Query texts -> ``[tower vector | each query-cached feature's query side]`` (what the cache stores), in one
-    call per batch; ``split`` takes a cached row apart again."""
-
-    def __init__(self, student: Student, student_dir: Path, onnx: bool = True, int8: bool = False):
-        self.student = student
-        if onnx:
-            self.tower = OnnxQueryEncoder.from_student_dir(student_dir, int8=int8)
-            self.fingerprint = self.tower.fingerprint
-        else:
-            self.tower = None
-            self.fingerprint = model_version(student_dir)[:16]
-        self.cached = [f for f in student.features if f.query_cached]
-        widths = [student.config.dim] + [f.query_dim for f in self.cached]
-        self.bounds = np.cumsum([0, *widths])
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        texts = list(texts)
-        tower = self.tower.encode(texts) if self.tower is not None else self.student.embed(texts, "query")
-        return np.concatenate([tower, *[f.query_side(texts) for f in self.cached]], 1)
-
-    def split(self, rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """A cached ``[n, width]`` block -> the tower vectors and each query-cached feature's query side."""
-        parts = [rows[:, a:b] for a, b in zip(self.bounds[:-1], self.bounds[1:])]
-        return parts[0], {f.name: p for f, p in zip(self.cached, parts[1:])}
 
 
 class Service:
