@@ -185,7 +185,9 @@ class Run:
             systems.append(("BM25", "bm25", "bm25", None))
         if cfg.baselines.zero_shot:
             systems.append((f"zero-shot {cfg.baselines.zero_shot}", "zero-shot", "zero-shot", None))
-        systems.append((f"teacher {cfg.teacher.model.backbone}", "teacher", "teacher", self.at.teacher))
+        recipe = cfg.teacher.train.recipe
+        teacher = f"teacher {cfg.teacher.model.backbone}" if recipe == "cross_encoder" else f"teacher ({recipe})"
+        systems.append((teacher, "teacher", "teacher", self.at.teacher))
         factors = ([None] if cfg.distill.human_only else []) + list(cfg.distill.amplifications)
         for a in factors:
             step = "human" if a is None else factor_name(a)

@@ -59,10 +59,13 @@ def train_ensemble(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = Fals
     text = cfg.teacher.text
     texts = build_item_texts(ds.items, text)
     train_pairs = _training_pairs(ds, cfg, "train")
-    valid = ds.pairs("valid").reset_index(drop=True)  # every language: the stacker learns how members transfer
+    # the valid split in the training languages (all by default): with train_languages set, no label of another
+    # language reaches any level of the ensemble, so the other languages measure transfer
+    valid = _training_pairs(ds, cfg, "valid", required=False).reset_index(drop=True)
     if valid.empty:
-        raise ValueError("the ensemble's stacker is fitted on the valid split, which is empty: "
-                         "give the dataset a valid split (or train --recipe cross_encoder)")
+        raise ValueError("the ensemble's stacker is fitted on the valid split, which is empty"
+                         + (f" in {', '.join(cfg.train_languages)}" if cfg.train_languages else "")
+                         + ": give the dataset a valid split (or train --recipe cross_encoder)")
     started = time.perf_counter()
     budget = cfg.max_minutes * 60 if cfg.max_minutes else None
     trained = [m for m in members if m.kind in ("biencoder", "cross_encoder")]
