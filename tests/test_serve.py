@@ -82,6 +82,36 @@ def test_score_gives_the_unrounded_probabilities_rerank_ranks_and_rounds(setup):
         assert np.allclose([item["probabilities"][str(g)] for g in range(1, 6)], row, atol=1e-5)
 
 
+def test_a_lean_answer_leaves_out_the_probabilities_only(setup, client):
+    ds, _, _ = setup
+    ask = {"query": "red table", "item_ids": ds.items["item_id"].tolist()[:30]}
+    full = client.post("/v1/rerank", json=ask).json()
+    lean = client.post("/v1/rerank", json={**ask, "probabilities": False}).json()
+    assert all("probabilities" not in i for i in lean["items"])
+    assert [{k: v for k, v in i.items() if k != "probabilities"} for i in full["items"]] == lean["items"]
+
+
+def test_the_numpy_scorer_gives_the_students_probabilities(setup):
+    import torch
+
+    from searchrel.serve.scoring import NumpyScorer
+
+    ds, sdir, index = setup
+    student = load_student(sdir)
+    torch.manual_seed(0)
+    with torch.no_grad():  # weights away from their start (zero MLP output), so every term counts
+        for p in [*student.scorer.parameters(), *student.skip.parameters()]:
+            p.add_(0.3 * torch.randn_like(p))
+    texts = build_item_texts(ds.items, student.config.text)
+    q = student.side(ds.queries["text"].head(3).tolist(), "query", bf16=False)
+    items = student.side(texts.head(40).tolist(), "item", bf16=False)
+    q_idx, i_idx = np.repeat(np.arange(3), 40), np.tile(np.arange(40), 3)
+    expected = student.predict(q, q_idx, items, i_idx)
+    got = NumpyScorer(student).predict(q, q_idx, items, i_idx)
+    assert got.dtype == np.float32 and np.abs(got - expected).max() <= 1e-5
+    assert np.abs(expected - expected.mean(0)).max() > 0.01  # the pairs differ: the check is not trivial
+
+
 def test_unseen_items_sent_with_text_are_scored(setup, client):
     ds, _, _ = setup
     r = client.post("/v1/rerank", json={"query": "red table", "item_ids": [ds.items["item_id"].iloc[0]],

@@ -24,6 +24,7 @@ from searchrel.eval.grades import decode_grades
 from searchrel.index import load_index, model_version
 from searchrel.serve.cache import CachedQueryEncoder, make_cache
 from searchrel.serve.onnx_tower import QueryEmbedder
+from searchrel.serve.scoring import NumpyScorer
 from searchrel.student.model import Side, load_student
 
 
@@ -65,7 +66,8 @@ class Service:
         self.queries = CachedQueryEncoder(self.embedder, make_cache(cfg.cache, cfg.cache_items, cfg.cache_ttl_s),
                                           namespace=self.embedder.fingerprint)
         self.grades = self.student.config.scale.grades
-        self._lock = threading.Lock()  # the student's scorer and towers: one request at a time inside torch
+        self.scorer = NumpyScorer(self.student)
+        self._lock = threading.Lock()  # the student's item tower (new items sent with text): one at a time in torch
         self.started = time.time()
 
     # -- query side ---------------------------------------------------------------------------------
@@ -93,37 +95,40 @@ class Service:
         qs = self.query_side(query, language)
         t_query = time.perf_counter() - t0
         probs_parts, out_ids = [], []
-        with self._lock:
-            if known:
-                rows = self.index.rows_of(known)
-                probs_parts.append(self.student.predict(qs, np.zeros(len(rows), np.int64), self.index.side(rows),
-                                                        np.arange(len(rows))))
-                out_ids += known
-            if new:
-                frame = pd.DataFrame(new)
-                frame["item_id"] = frame["item_id"].astype(str)
-                for col in self.student.config.text.fields:
-                    if col not in frame:
-                        frame[col] = None
-                texts = build_item_texts(frame, self.student.config.text)
+        if known:  # NumPy only: no lock, any number of requests at once
+            rows = self.index.rows_of(known)
+            probs_parts.append(self.scorer.predict(qs, np.zeros(len(rows), np.int64), self.index.side(rows),
+                                                   np.arange(len(rows))))
+            out_ids += known
+        if new:
+            frame = pd.DataFrame(new)
+            frame["item_id"] = frame["item_id"].astype(str)
+            for col in self.student.config.text.fields:
+                if col not in frame:
+                    frame[col] = None
+            texts = build_item_texts(frame, self.student.config.text)
+            with self._lock:  # the item tower runs in PyTorch: one request at a time inside it
                 side = self.student.side(texts.tolist(), "item")
-                probs_parts.append(self.student.predict(qs, np.zeros(len(texts), np.int64), side,
-                                                        np.arange(len(texts))))
-                out_ids += frame["item_id"].tolist()
+            probs_parts.append(self.scorer.predict(qs, np.zeros(len(texts), np.int64), side, np.arange(len(texts))))
+            out_ids += frame["item_id"].tolist()
         probs = np.concatenate(probs_parts) if probs_parts else np.zeros((0, len(self.grades)), np.float32)
         return out_ids, probs, unknown, t_query
 
     def rerank(self, query: str, item_ids: Sequence[str], items: Sequence[dict] | None = None,
-               language: str | None = None, top_k: int | None = None) -> dict:
-        """Candidates ordered by expected grade with their grade probabilities; unknown ids are reported."""
+               language: str | None = None, top_k: int | None = None, probabilities: bool = True) -> dict:
+        """Candidates ordered by expected grade with their grade probabilities (``probabilities=False``: without
+        them, a leaner answer); unknown ids are reported."""
         t0 = time.perf_counter()
         out_ids, probs, unknown, t_query = self._score(query, item_ids, items, language)
         expected = probs @ np.asarray(self.grades, dtype=float)
         order = np.argsort(-expected, kind="stable")[: top_k or len(expected)]
-        decoded = decode_grades(probs, self.student.config.scale, self.student.config.thresholds)
-        ranked = [{"item_id": out_ids[i], "score": round(float(expected[i]), 5), "grade": int(decoded[i]),
-                   "probabilities": {str(g): round(float(p), 5) for g, p in zip(self.grades, probs[i])}}
-                  for i in order]
+        decoded = decode_grades(probs[order], self.student.config.scale, self.student.config.thresholds).tolist()
+        scores = expected[order].tolist()
+        ranked = [{"item_id": out_ids[i], "score": round(s, 5), "grade": g} for i, s, g in zip(order, scores, decoded)]
+        if probabilities:
+            keys = [str(g) for g in self.grades]
+            for r, row in zip(ranked, probs[order].tolist()):
+                r["probabilities"] = {k: round(p, 5) for k, p in zip(keys, row)}
         done = time.perf_counter()
         return {"query": query, "language": language, "items": ranked, "unknown_item_ids": unknown,
                 "model_version": self.model_version[:12], "index_version": self.index.version,
