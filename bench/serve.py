@@ -9,7 +9,8 @@ queries makes most searches). Each request re-ranks 100 or 400 candidates: the i
 search, topped up with random catalogue items. For each (candidates, cache) setting a server is started
 (`searchrel serve`, cache "memory" or "off"), warmed with the stream's first requests (for the warm cache),
 then driven open-loop at each rate for --seconds: requests are sent on schedule whatever the replies do, and
-latency runs from the scheduled send time, so queueing shows. Client and server share this machine's cores.
+latency runs from the scheduled send time, so queueing shows. The server is pinned to one core (taskset) and this
+client to another (--server-core, --client-core), so the client's work does not count against the server.
 Writes bench/results/serve-DATE.json: one row per setting with candidates, rate_rps, cache, p50_ms, p99_ms,
 throughput_rps, hit_rate, errors; plus the cold single-query embedding latency of the ONNX query tower.
 """
@@ -81,7 +82,9 @@ def stream(data: Path, candidates: int, n: int, seed: int = 0) -> list[dict]:
     all_items = ds.items["item_id"].to_numpy()
     rng = np.random.default_rng(seed)
     out = []
-    for _, s in searches.head(n).iterrows():
+    rows = [s for _, s in searches.iterrows()]
+    for k in range(n):  # the log's searches in order, again from the start when a long run needs more
+        s = rows[k % len(rows)]
         shown = list(dict.fromkeys(s["item_id"]))[:candidates]
         extra = rng.choice(all_items, candidates, replace=False)
         ids = (shown + [i for i in extra if i not in set(shown)])[:candidates]
@@ -91,9 +94,10 @@ def stream(data: Path, candidates: int, n: int, seed: int = 0) -> list[dict]:
 
 
 class Server:
-    def __init__(self, data: Path, student: Path, index: Path, cache: str):
+    def __init__(self, data: Path, student: Path, index: Path, cache: str, core: int | None = None):
         self.port = _free_port()
-        cmd = [sys.executable, "-m", "searchrel.cli", "serve", "--index", str(index), "--student", str(student),
+        pin = ["taskset", "-c", str(core)] if core is not None else []
+        cmd = [*pin, sys.executable, "-m", "searchrel.cli", "serve", "--index", str(index), "--student", str(student),
                "--port", str(self.port), "--cache", cache, "--max-queue", "256"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      env={**os.environ, "SEARCHREL_PROGRESS": "0"})
@@ -154,6 +158,8 @@ async def drive(url: str, requests: list[dict], rate: float) -> tuple[list[float
 
 def _write(out: Path, rows: list[dict], args, cold: list[float]) -> dict:
     result = {"machine": machine_info(), "date": str(dt.date.today()), "seconds_per_setting": args.seconds,
+              "cores": {"server": args.server_core, "client": args.client_core,
+                        "how": "server started under taskset -c; client os.sched_setaffinity"},
               "stream": "synthetic search log, searches in time order (Zipf over queries)",
               "cold_query_embedding_onnx_ms": {"p50": round(statistics.median(cold), 3),
                                                "p95": round(float(np.percentile(cold, 95)), 3)},
@@ -169,12 +175,15 @@ def main() -> None:
     ap.add_argument("--index", type=Path)
     ap.add_argument("--data", type=Path)
     ap.add_argument("--work", type=Path, default=Path("/tmp/searchrel-bench-serve"))
-    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--server-core", type=int, default=0)
+    ap.add_argument("--client-core", type=int, default=1)
     ap.add_argument("--rates", default="50,100,200")
     ap.add_argument("--candidates", default="100,400")
     ap.add_argument("--warmup", type=int, default=3000, help="requests replayed before measuring (warm cache)")
     ap.add_argument("--out", type=Path, default=Path(f"bench/results/serve-{dt.date.today()}.json"))
     args = ap.parse_args()
+    os.sched_setaffinity(0, {args.client_core})  # this process (the load generator) on its own core
     args.work.mkdir(parents=True, exist_ok=True)
     data, student, index = prepare(args.work, args)
     rates = [float(r) for r in args.rates.split(",")]
@@ -196,7 +205,7 @@ def main() -> None:
         need = args.warmup + int(max(rates) * args.seconds) * len(rates)
         reqs = stream(data, cands, need)
         for cache in ("warm", "off"):
-            server = Server(data, student, index, "memory" if cache == "warm" else "off")
+            server = Server(data, student, index, "memory" if cache == "warm" else "off", args.server_core)
             try:
                 pos = 0
                 if cache == "warm":  # replay the head of the stream so the cache holds what traffic has seen

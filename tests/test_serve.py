@@ -1,6 +1,7 @@
 """The HTTP service on a tiny student and index: re-rank, related, home feed, limits, overload, metrics."""
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -89,6 +90,51 @@ def test_a_lean_answer_leaves_out_the_probabilities_only(setup, client):
     lean = client.post("/v1/rerank", json={**ask, "probabilities": False}).json()
     assert all("probabilities" not in i for i in lean["items"])
     assert [{k: v for k, v in i.items() if k != "probabilities"} for i in full["items"]] == lean["items"]
+
+
+def test_an_index_published_under_traffic_is_picked_up_without_errors_or_mixed_answers(setup, tmp_path):
+    import shutil
+    import threading
+
+    from searchrel.index import refresh_index
+
+    ds, sdir, index = setup
+    live = tmp_path / "index"
+    shutil.copytree(index, live)
+    svc = Service(ServeConfig(index=live, student=sdir, onnx=False, index_check_s=0.01))
+    ids = ds.items["item_id"].tolist()[:30]
+    changed = ids[0]
+    query = ds.queries["text"].iloc[2]
+    before = {i["item_id"]: i["score"] for i in svc.rerank(query, ids)["items"]}
+    edited = ds.items.copy()
+    edited.loc[edited["item_id"] == changed, "title"] = "a completely different title: garden hose reel"
+    new_ds = type(ds)(info=ds.info, items=edited, queries=ds.queries, judgments=ds.judgments, splits=ds.splits,
+                      search_log=ds.search_log)
+    answers, errors, stop = [], [], threading.Event()
+
+    def traffic():
+        while not stop.is_set():
+            try:
+                body = svc.rerank(query, ids)
+                answers.append((body["index_version"], {i["item_id"]: i["score"] for i in body["items"]}))
+            except Exception as e:  # any error fails the test
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=traffic) for _ in range(2)]
+    for t in threads:
+        t.start()
+    refresh_index(sdir, new_ds, live, bf16=False)
+    time.sleep(0.3)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors and svc.index.version == "2" and not svc.index_errors
+    after = {i["item_id"]: i["score"] for i in svc.rerank(query, ids)["items"]}
+    assert after[changed] != before[changed]
+    versions = {v for v, _ in answers}
+    assert versions <= {"1", "2"} and "2" in versions
+    for version, scores in answers:  # each answer is wholly one version's
+        assert scores == (before if version == "1" else after)
 
 
 def test_the_numpy_scorer_gives_the_students_probabilities(setup):

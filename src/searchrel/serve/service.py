@@ -21,7 +21,8 @@ from pydantic import BaseModel
 
 from searchrel.annotate.text import build_item_texts
 from searchrel.eval.grades import decode_grades
-from searchrel.index import load_index, model_version
+from searchrel.index import ItemIndex, load_index, model_version
+from searchrel.index.layout import read_current
 from searchrel.serve.cache import CachedQueryEncoder, make_cache
 from searchrel.serve.onnx_tower import QueryEmbedder
 from searchrel.serve.scoring import NumpyScorer
@@ -46,6 +47,7 @@ class ServeConfig(BaseModel):
     max_k: int = 200
     max_body_bytes: int = 1_000_000
     max_inflight: int = 2  # requests computing at once (the CPU's cores)
+    index_check_s: float = 1.0  # how often a request may look for a newly published index version (0: never)
     max_queue: int = 64  # requests waiting beyond that; more are shed with 503
 
 
@@ -62,6 +64,9 @@ class Service:
                              f"(model {self.index.model_version[:12]}, this one {version[:12]}): "
                              f"run `searchrel index refresh {cfg.student} DATASET --out {cfg.index}`")
         self.model_version = version
+        self._index_lock = threading.Lock()  # one reload at a time; requests never wait on it
+        self._index_checked = time.monotonic()
+        self.index_errors: list[str] = []  # versions that could not be served (another model, unreadable)
         self.embedder = QueryEmbedder(self.student, cfg.student, cfg.onnx, cfg.int8)
         self.queries = CachedQueryEncoder(self.embedder, make_cache(cfg.cache, cfg.cache_items, cfg.cache_ttl_s),
                                           namespace=self.embedder.fingerprint)
@@ -86,18 +91,50 @@ class Service:
         ``item_id`` and text fields) from their text; ``ids`` lists the scored rows in that order."""
         return self._score(query, item_ids, items, language)[:3]
 
+    # -- the index: a newly published version is picked up between requests -------------------------
+    def current_index(self) -> ItemIndex:
+        """The index version to answer one request with; at most every ``index_check_s``, one request looks at
+        CURRENT and, when a new version was published, loads it and swaps it in. A request holds the version it
+        started with throughout, so no answer mixes two versions; a version that cannot be served (another
+        student's, unreadable) is reported in ``index_errors`` and the live one stays."""
+        index = self.index
+        now = time.monotonic()
+        if not self.cfg.index_check_s or now - self._index_checked < self.cfg.index_check_s:
+            return index
+        if not self._index_lock.acquire(blocking=False):  # another request is already looking
+            return index
+        try:
+            self._index_checked = now
+            name = read_current(Path(self.cfg.index))
+            if name is None or name == index.version:
+                return index
+            try:
+                new = load_index(self.cfg.index)
+                if new.model_version != self.model_version:
+                    raise ValueError(f"built with another student (model {new.model_version[:12]})")
+            except (OSError, ValueError) as e:
+                message = f"index version {name} not served: {e}"
+                if message not in self.index_errors:
+                    self.index_errors.append(message)
+                return index
+            self.index = new
+            return new
+        finally:
+            self._index_lock.release()
+
     def _score(self, query, item_ids, items, language):
+        index = self.current_index()
         ids = list(dict.fromkeys(item_ids))
-        known = [i for i in ids if i in self.index]
-        unknown = [i for i in ids if i not in self.index]
+        known = [i for i in ids if i in index]
+        unknown = [i for i in ids if i not in index]
         new = list(items or [])
         t0 = time.perf_counter()
         qs = self.query_side(query, language)
         t_query = time.perf_counter() - t0
         probs_parts, out_ids = [], []
         if known:  # NumPy only: no lock, any number of requests at once
-            rows = self.index.rows_of(known)
-            probs_parts.append(self.scorer.predict(qs, np.zeros(len(rows), np.int64), self.index.side(rows),
+            rows = index.rows_of(known)
+            probs_parts.append(self.scorer.predict(qs, np.zeros(len(rows), np.int64), index.side(rows),
                                                    np.arange(len(rows))))
             out_ids += known
         if new:
@@ -112,14 +149,14 @@ class Service:
             probs_parts.append(self.scorer.predict(qs, np.zeros(len(texts), np.int64), side, np.arange(len(texts))))
             out_ids += frame["item_id"].tolist()
         probs = np.concatenate(probs_parts) if probs_parts else np.zeros((0, len(self.grades)), np.float32)
-        return out_ids, probs, unknown, t_query
+        return out_ids, probs, unknown, t_query, index.version
 
     def rerank(self, query: str, item_ids: Sequence[str], items: Sequence[dict] | None = None,
                language: str | None = None, top_k: int | None = None, probabilities: bool = True) -> dict:
         """Candidates ordered by expected grade with their grade probabilities (``probabilities=False``: without
         them, a leaner answer); unknown ids are reported."""
         t0 = time.perf_counter()
-        out_ids, probs, unknown, t_query = self._score(query, item_ids, items, language)
+        out_ids, probs, unknown, t_query, index_version = self._score(query, item_ids, items, language)
         expected = probs @ np.asarray(self.grades, dtype=float)
         order = np.argsort(-expected, kind="stable")[: top_k or len(expected)]
         decoded = decode_grades(probs[order], self.student.config.scale, self.student.config.thresholds).tolist()
@@ -131,15 +168,15 @@ class Service:
                 r["probabilities"] = {k: round(p, 5) for k, p in zip(keys, row)}
         done = time.perf_counter()
         return {"query": query, "language": language, "items": ranked, "unknown_item_ids": unknown,
-                "model_version": self.model_version[:12], "index_version": self.index.version,
+                "model_version": self.model_version[:12], "index_version": index_version,
                 "timing_ms": {"query": round(1000 * t_query, 3), "total": round(1000 * (done - t0), 3)}}
 
     def related(self, item_id: str, k: int) -> list[dict]:
-        ids, scores = self.index.related(item_id, k)
+        ids, scores = self.current_index().related(item_id, k)
         return [{"item_id": i, "similarity": round(float(s), 5)} for i, s in zip(ids, scores) if i is not None]
 
     def homefeed(self, item_ids: Sequence[str], k: int) -> tuple[list[dict], list[str]]:
-        ids, scores, unknown = self.index.homefeed(item_ids, k)
+        ids, scores, unknown = self.current_index().homefeed(item_ids, k)
         return [{"item_id": i, "similarity": round(float(s), 5)} for i, s in zip(ids, scores) if i is not None], unknown
 
     def cache_stats(self) -> dict:
