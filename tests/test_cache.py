@@ -135,10 +135,11 @@ def test_redis_outage_is_a_miss_not_an_error():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
-    c = RedisCache(f"redis://127.0.0.1:{port}/0", ttl_s=60)
+    c = RedisCache(f"redis://127.0.0.1:{port}/0", ttl_s=60, retry_s=60)
     assert c.get_many(["a", "b"]) == [None, None]
-    c.put("a", vec(1))
-    assert (c.hits, c.misses, c.errors) == (0, 2, 2) and c.size == -1 and c.evictions == -1
+    c.put("a", vec(1))  # kept in the local tier; Redis is not tried again within retry_s
+    assert (c.hits, c.misses, c.errors) == (0, 2, 1) and not c.available
+    assert np.array_equal(c.get("a"), vec(1)) and c.size == -1 and c.evictions == -1  # answered locally
     cached = CachedQueryEncoder(CountingEncoder(), c)
     assert cached.encode(["red table"], "en").shape == (1, 4)
 
@@ -174,6 +175,57 @@ def redis_url(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _start_redis(binary: str, port: int, workdir) -> subprocess.Popen:
+    import redis
+
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+                             "--save", "", "--appendonly", "no", "--daemonize", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            redis.Redis(port=port).ping()
+            return proc
+        except redis.exceptions.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+
+
+@pytest.mark.integration
+def test_redis_killed_mid_traffic_costs_no_error_and_is_used_again_once_back(tmp_path):
+    binary = shutil.which("redis-server")
+    assert binary is not None, "redis-server is not installed: scripts/system-deps (which make test runs) installs it"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = _start_redis(binary, port, tmp_path)
+    try:
+        cache = RedisCache(f"redis://127.0.0.1:{port}/0", ttl_s=60, retry_s=0.2)
+        enc = CachedQueryEncoder(CountingEncoder(), cache)
+        queries = [f"query {i % 40}" for i in range(600)]  # a head of 40 queries, repeated
+        for q in queries[:100]:
+            enc.encode([q], "en")
+        assert cache.errors == 0 and cache.client.dbsize() == 40
+        proc.kill()  # the outage: every call from here must still answer
+        proc.wait()
+        # the head is answered from the local tier; new queries are computed (a miss, not an error)
+        mixed = [q if i % 2 else f"new during the outage {i}" for i, q in enumerate(queries[100:400])]
+        started = time.monotonic()
+        outage = [enc.encode([q], "en") for q in mixed]
+        assert all(v.shape == (1, 4) for v in outage) and cache.errors >= 1
+        tries = 1 + (time.monotonic() - started) / cache.retry_s
+        assert cache.errors <= tries + 1  # not one connection attempt per request: once per retry_s at most
+        proc = _start_redis(binary, port, tmp_path)  # back, empty
+        time.sleep(0.25)  # past retry_s
+        for q in queries[400:] + ["a new query"]:
+            enc.encode([q], "en")
+        assert cache.client.dbsize() >= 1  # written to Redis again
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.mark.integration

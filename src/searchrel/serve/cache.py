@@ -162,10 +162,15 @@ class NullCache:
 
 
 class RedisCache:
-    """Query vectors in Redis (float32 bytes, ``EX ttl_s``), under ``prefix``. See the module notes on counters."""
+    """Query vectors in Redis (float32 bytes, ``EX ttl_s``), under ``prefix``, in front of which sits a small
+    in-process LRU (``local_items``): a hit there costs no round trip, and when Redis is unreachable the service
+    keeps answering from it (and recomputes what it lacks) instead of failing. After an error Redis is left alone
+    for ``retry_s`` — no connection attempt per request during an outage — then tried again (redis-py reconnects).
+    See the module notes on counters."""
 
     def __init__(self, url: str = "redis://localhost:6379/0", ttl_s: float | None = 3600.0,
-                 prefix: str = "searchrel:q:", socket_timeout: float = 0.25, client=None):
+                 prefix: str = "searchrel:q:", socket_timeout: float = 0.25, client=None, local_items: int = 10_000,
+                 retry_s: float = 1.0):
         if client is None:
             import redis  # redis: the serve extra, only for --cache redis
 
@@ -174,6 +179,9 @@ class RedisCache:
         self.url = url
         self.ttl_s = max(1, int(round(ttl_s))) if ttl_s and ttl_s > 0 else None
         self.prefix = prefix
+        self.local = LRUCache(local_items, ttl_s)
+        self.retry_s = retry_s
+        self._down_until = 0.0
         self._lock = threading.Lock()
         self.hits = self.misses = self.errors = 0
 
@@ -197,15 +205,31 @@ class RedisCache:
     def put(self, key: str, vec: np.ndarray) -> None:
         self.put_many([key], [vec])
 
+    @property
+    def available(self) -> bool:
+        """False for ``retry_s`` after an error: requests then use the local tier only."""
+        return time.monotonic() >= self._down_until
+
+    def _failed(self) -> None:
+        self._down_until = time.monotonic() + self.retry_s
+        self._count(errors=1)
+
     def get_many(self, keys: Sequence[str]) -> list[np.ndarray | None]:
         if not keys:
             return []
-        try:
-            raw = self.client.mget([self.prefix + k for k in keys])
-        except Exception:  # noqa: BLE001 - a cache outage must not fail the request
-            self._count(misses=len(keys), errors=1)
-            return [None] * len(keys)
-        out = [self._decode(r) for r in raw]
+        out = self.local.get_many(keys)
+        todo = [j for j, v in enumerate(out) if v is None]
+        if todo and self.available:
+            try:
+                raw = self.client.mget([self.prefix + keys[j] for j in todo])
+            except Exception:  # noqa: BLE001 - a cache outage must not fail the request
+                self._failed()
+            else:
+                for j, r in zip(todo, raw):
+                    v = self._decode(r)
+                    if v is not None:
+                        out[j] = v
+                        self.local.put(keys[j], v)
         n_hit = sum(v is not None for v in out)
         self._count(hits=n_hit, misses=len(keys) - n_hit)
         return out
@@ -215,13 +239,16 @@ class RedisCache:
             raise ValueError(f"{len(keys)} keys but {len(vecs)} vectors")
         if not keys:
             return
+        self.local.put_many(keys, vecs)
+        if not self.available:
+            return
         try:
             pipe = self.client.pipeline(transaction=False)
             for k, v in zip(keys, vecs):
                 pipe.set(self.prefix + k, np.asarray(v, dtype=np.float32).tobytes(), ex=self.ttl_s)
             pipe.execute()
         except Exception:  # noqa: BLE001
-            self._count(errors=1)
+            self._failed()
 
     @property
     def size(self) -> int:
