@@ -51,6 +51,19 @@ class RerankRequest(BaseModel):
     probabilities: bool = Field(True, description="each item's grade probabilities; false: a leaner answer")
 
 
+class Problem(BaseModel):
+    """What every 4xx/5xx answer holds: a sentence saying what is wrong, or FastAPI's per-field validation list."""
+
+    detail: str | list[dict]
+
+
+# the error answers of the /v1 endpoints, declared so the OpenAPI schema says what a client may get back
+ERRORS = {code: {"model": Problem, "description": what} for code, what in (
+    (404, "an unknown item"), (409, "the asked ranker cannot answer (no teacher, no data)"),
+    (413, "over a size limit (payload, query, candidates)"),
+    (422, "invalid input: a sentence, or FastAPI's per-field list"), (503, "overloaded, or a model failed to load"))}
+
+
 class HomefeedRequest(BaseModel):
     item_ids: list[str] = Field(description="items the user saved")
     k: int = Field(20, ge=1)
@@ -145,7 +158,8 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
             raise HTTPException(413, f"query of {len(query)} characters is over the limit of {cfg.max_query_chars}")
         return query
 
-    @app.post("/v1/rerank", response_class=Response)
+    @app.post("/v1/rerank", response_class=Response, responses={**ERRORS, 200: {
+        "description": "candidates by expected grade", "content": {"application/json": {"schema": {"type": "object"}}}}})
     def rerank(req: RerankRequest) -> Response:
         """Candidates ordered by expected grade, each with its grade probabilities."""
         query = checked_query(req.query)
@@ -162,7 +176,7 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
         # 400-item answer and costs more than scoring it
         return Response(orjson.dumps(body), media_type="application/json")
 
-    @app.get("/v1/items/{item_id}/related")
+    @app.get("/v1/items/{item_id}/related", responses=ERRORS)
     def related(item_id: str = PathParam(..., max_length=200), k: int = Query(10, ge=1),
                 fields: bool = Query(False, description="add each item's text fields (needs --data)")) -> dict:
         """The items nearest to this one in the student's item-embedding space."""
@@ -174,7 +188,7 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
             items = [{**i, "fields": found[i["item_id"]]} for i in items]
         return {"item_id": item_id, "items": items}
 
-    @app.get("/v1/items/{item_id}")
+    @app.get("/v1/items/{item_id}", responses=ERRORS)
     def item(item_id: str = PathParam(..., max_length=200)) -> dict:
         """One item: its text fields (with --data), whether the index holds it, and its human judgments."""
         found = bench.item(item_id)
@@ -195,7 +209,7 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
                 raise HTTPException(409, str(e)) from None
         return query
 
-    @app.post("/v1/search")
+    @app.post("/v1/search", responses=ERRORS)
     def search(req: SearchRequest) -> dict:
         """The workbench's search: the query's candidate pool (BM25 top-N ∪ student ANN top-N ∪ judged items)
         ordered by one ranker, with text fields, grade probabilities (models only) and human labels."""
@@ -205,7 +219,7 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
         except TeacherLoadError as e:
             raise HTTPException(503, str(e)) from None
 
-    @app.post("/v1/compare")
+    @app.post("/v1/compare", responses=ERRORS)
     def compare(req: CompareRequest) -> dict:
         """Two rankers over the same pool; each item carries its rank in the other ranking (``other_rank``),
         ``move`` (places higher here than there) and ``new`` (not in the other's top k)."""
@@ -217,7 +231,7 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
         except TeacherLoadError as e:
             raise HTTPException(503, str(e)) from None
 
-    @app.get("/v1/workbench/info")
+    @app.get("/v1/workbench/info", responses=ERRORS)
     def workbench_info() -> dict:
         """What the workbench can do here: rankers (and why one is not available), dataset, languages, examples."""
         return bench.info()
@@ -228,7 +242,7 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @app.post("/v1/homefeed")
+    @app.post("/v1/homefeed", responses=ERRORS)
     def homefeed(req: HomefeedRequest) -> dict:
         """Items near the taste of the saved items (their mean embedding), the saved ones excluded."""
         if not req.item_ids:
@@ -246,7 +260,8 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
         return {"status": "ok", "model_version": svc.model_version[:12], "index_version": svc.index.version,
                 "items": len(svc.index), "uptime_s": round(time.time() - svc.started, 1)}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response, responses={200: {
+        "description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}})
     def metrics() -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # prometheus_client: the serve extra
 
