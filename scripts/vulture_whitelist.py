@@ -7,6 +7,7 @@ Each line names what reads it. Add a name here only with that reason; remove cod
 random_share  # distill.config.SampleConfig: the share of random pairs (the rest of the per-query budget)
 fitted_on  # teacher.ensemble: provenance written into teacher.json
 image_caption, board_titles, engaged_queries  # serve.app.ItemIn: request fields, validated by FastAPI
+detail  # serve.app.Problem: the error body FastAPI documents
 # registered by name and built by make_feature("zero_shot", ...)
 ZeroShot  # student.features
 # a typing.Protocol: the interface the caches implement
