@@ -36,6 +36,7 @@ class ItemIndex:
         self.vectors, self.features, self.faiss = vectors, features, faiss_index
         self.item_ids = items["item_id"].to_numpy(dtype=object)
         self._rows = pd.Series(np.arange(len(items), dtype=np.int64), index=pd.Index(self.item_ids))
+        self._row = dict(zip(self.item_ids.tolist(), range(len(self.item_ids))))  # the request path's lookups
 
     @property
     def version(self) -> str:
@@ -49,7 +50,7 @@ class ItemIndex:
         return len(self.item_ids)
 
     def __contains__(self, item_id) -> bool:
-        return item_id in self._rows.index
+        return item_id in self._row
 
     def row_of(self, item_id) -> int:
         try:
@@ -58,11 +59,12 @@ class ItemIndex:
             raise KeyError(f"item {item_id!r} is not in index version {self.version}") from None
 
     def rows_of(self, item_ids: Iterable) -> np.ndarray:
+        row = self._row
         ids = list(item_ids)
-        unknown = [i for i in ids if i not in self._rows.index]
+        unknown = [i for i in ids if i not in row]
         if unknown:
             raise KeyError(f"{len(unknown)} item(s) not in index version {self.version}: {unknown[:10]}")
-        return self._rows.loc[ids].to_numpy(np.int64)
+        return np.fromiter((row[i] for i in ids), np.int64, len(ids))
 
     def side(self, rows) -> "Side":
         """The student scorer's item side for these rows: embeddings and each feature's state rows."""

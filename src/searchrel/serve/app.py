@@ -160,8 +160,10 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
 
     @app.post("/v1/rerank", response_class=Response, responses={**ERRORS, 200: {
         "description": "candidates by expected grade", "content": {"application/json": {"schema": {"type": "object"}}}}})
-    def rerank(req: RerankRequest) -> Response:
+    async def rerank(req: RerankRequest) -> Response:
         """Candidates ordered by expected grade, each with its grade probabilities."""
+        # computed on the event loop itself: the work is a few ms of GIL-bound NumPy, and handing it to a worker
+        # thread and back cost more than that (the admission limits above still bound what waits)
         query = checked_query(req.query)
         n = len(req.item_ids) + len(req.items)
         if n == 0:
