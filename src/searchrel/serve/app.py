@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import orjson
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -119,36 +119,52 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
     gate = asyncio.Semaphore(cfg.max_inflight)
     admitted = {"n": 0}
 
-    @app.middleware("http")
-    async def limits(request: Request, call_next):
-        path = request.url.path
+    async def limits(scope, receive, send, call):
+        """Admission control, payload limit and per-endpoint metrics, as a plain ASGI wrapper: Starlette's
+        ``@app.middleware("http")`` streams every response through extra tasks and queues, a cost per request
+        that showed in the profile."""
+        path = scope["path"]
         started = time.perf_counter()
-        if path.startswith("/v1/"):
-            size = request.headers.get("content-length")
-            if size and size.isdigit() and int(size) > cfg.max_body_bytes:
-                m["requests"].labels("/v1", "413").inc()
-                return JSONResponse({"detail": f"payload of {size} bytes is over the limit of "
-                                               f"{cfg.max_body_bytes}"}, status_code=413)
-            if admitted["n"] >= cfg.max_inflight + cfg.max_queue:
-                m["shed"].inc()
-                m["requests"].labels("/v1", "503").inc()
-                return JSONResponse({"detail": "overloaded: try again shortly"}, status_code=503,
-                                    headers={"Retry-After": "1"})
-            admitted["n"] += 1
-            m["inflight"].set(admitted["n"])
+        status = {"code": 500}
+
+        async def send_status(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        def observe():
+            route = scope.get("route")
+            endpoint = route.path if route is not None else "unmatched"
+            m["requests"].labels(endpoint, str(status["code"])).inc()
+            m["latency"].labels(endpoint).observe(time.perf_counter() - started)
+
+        if not path.startswith("/v1/"):
             try:
-                async with gate:
-                    response = await call_next(request)
+                await call(scope, receive, send_status)
             finally:
-                admitted["n"] -= 1
-                m["inflight"].set(admitted["n"])
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = route.path if route is not None else "unmatched"
-        m["requests"].labels(endpoint, str(response.status_code)).inc()
-        m["latency"].labels(endpoint).observe(time.perf_counter() - started)
-        return response
+                observe()
+            return
+        size = dict(scope.get("headers") or []).get(b"content-length", b"").decode()
+        if size.isdigit() and int(size) > cfg.max_body_bytes:
+            m["requests"].labels("/v1", "413").inc()
+            await JSONResponse({"detail": f"payload of {size} bytes is over the limit of {cfg.max_body_bytes}"},
+                               status_code=413)(scope, receive, send)
+            return
+        if admitted["n"] >= cfg.max_inflight + cfg.max_queue:
+            m["shed"].inc()
+            m["requests"].labels("/v1", "503").inc()
+            await JSONResponse({"detail": "overloaded: try again shortly"}, status_code=503,
+                               headers={"Retry-After": "1"})(scope, receive, send)
+            return
+        admitted["n"] += 1
+        m["inflight"].set(admitted["n"])
+        try:
+            async with gate:
+                await call(scope, receive, send_status)
+        finally:
+            admitted["n"] -= 1
+            m["inflight"].set(admitted["n"])
+            observe()
 
     def checked_query(text: str) -> str:
         query = text.strip()
@@ -275,4 +291,17 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
         m["cache_evictions"].set(s["evictions"])
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    inner = app.build_middleware_stack
+
+    def build_middleware_stack():
+        stack = inner()
+
+        async def with_limits(scope, receive, send):
+            if scope["type"] != "http":
+                return await stack(scope, receive, send)
+            await limits(scope, receive, send, stack)
+
+        return with_limits
+
+    app.build_middleware_stack = build_middleware_stack
     return app
