@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from serve import Server, drive, prepare, stream  # noqa: E402
 from encode import machine_info  # noqa: E402
+from serve import Server, drive, prepare, setup_arguments, stream  # noqa: E402
 
 
 def top(raw: Path, n: int = 15) -> tuple[list, list]:
@@ -41,11 +41,7 @@ def top(raw: Path, n: int = 15) -> tuple[list, list]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--student", type=Path)
-    ap.add_argument("--index", type=Path)
-    ap.add_argument("--data", type=Path)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/searchrel-bench-serve"))
+    ap = setup_arguments(argparse.ArgumentParser())
     ap.add_argument("--rate", type=float, default=100.0)
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--candidates", type=int, default=400)

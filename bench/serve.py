@@ -169,12 +169,17 @@ def _write(out: Path, rows: list[dict], args, cold: list[float]) -> dict:
     return result
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def setup_arguments(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """What `prepare` reads: a student, index and dataset, or a work directory to build them in."""
     ap.add_argument("--student", type=Path)
     ap.add_argument("--index", type=Path)
     ap.add_argument("--data", type=Path)
     ap.add_argument("--work", type=Path, default=Path("/tmp/searchrel-bench-serve"))
+    return ap
+
+
+def main() -> None:
+    ap = setup_arguments(argparse.ArgumentParser())
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--server-core", type=int, default=0)
     ap.add_argument("--client-core", type=int, default=1)

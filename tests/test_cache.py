@@ -132,9 +132,7 @@ def test_make_cache():
 
 
 def test_redis_outage_is_a_miss_not_an_error():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens here once closed
+    port = _free_port()  # nothing listens here once closed
     c = RedisCache(f"redis://127.0.0.1:{port}/0", ttl_s=60, retry_s=60)
     assert c.get_many(["a", "b"]) == [None, None]
     c.put("a", vec(1))  # kept in the local tier; Redis is not tried again within retry_s
@@ -144,37 +142,16 @@ def test_redis_outage_is_a_miss_not_an_error():
     assert cached.encode(["red table"], "en").shape == (1, 4)
 
 
-@pytest.fixture
-def redis_url(tmp_path):
+def _redis_binary() -> str:
     binary = shutil.which("redis-server")
     assert binary is not None, "redis-server is not installed: scripts/system-deps (which make test runs) installs it"
-    import redis
+    return binary
 
+
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
-                             "--save", "", "--appendonly", "no", "--daemonize", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(url).ping()
-                break
-            except redis.exceptions.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"redis-server did not start on port {port}")
-                time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        return s.getsockname()[1]
 
 
 def _start_redis(binary: str, port: int, workdir) -> subprocess.Popen:
@@ -194,13 +171,24 @@ def _start_redis(binary: str, port: int, workdir) -> subprocess.Popen:
             time.sleep(0.05)
 
 
+@pytest.fixture
+def redis_url(tmp_path):
+    port = _free_port()
+    proc = _start_redis(_redis_binary(), port, tmp_path)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.mark.integration
 def test_redis_killed_mid_traffic_costs_no_error_and_is_used_again_once_back(tmp_path):
-    binary = shutil.which("redis-server")
-    assert binary is not None, "redis-server is not installed: scripts/system-deps (which make test runs) installs it"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    binary, port = _redis_binary(), _free_port()
     proc = _start_redis(binary, port, tmp_path)
     try:
         cache = RedisCache(f"redis://127.0.0.1:{port}/0", ttl_s=60, retry_s=0.2)
