@@ -181,6 +181,51 @@ def test_bad_rerank_input_gets_a_clear_4xx(client, payload, status, says):
     assert says in r.text
 
 
+def test_hostile_bodies_get_a_clear_4xx(client, setup):
+    ds, sdir, index = setup
+    ids = json.dumps(ds.items["item_id"].tolist()[:5])
+    post = lambda text: client.post("/v1/rerank", content=text, headers={"content-type": "application/json"})  # noqa: E731
+    r = post('{"query": "red \\ud800 table", "item_ids": ' + ids + "}")  # half of a UTF-16 pair
+    assert r.status_code == 422 and "lone UTF-16 surrogate" in r.text and r.json()["detail"]
+    for literal in ("NaN", "Infinity", "-Infinity"):  # not JSON, but Python's parser reads them
+        r = post('{"query": "red", "item_ids": ' + ids + ', "top_k": ' + literal + "}")
+        assert r.status_code == 422 and "finite number" in r.text
+        json.loads(r.text, parse_constant=lambda c: pytest.fail(f"the answer holds {c}"))  # valid JSON back
+
+    def chunked():  # no content-length: the limit holds all the same
+        yield b'{"query": "red", "item_ids": ["' + b"x" * 15_000
+        yield b"x" * 15_000 + b'"]}'
+
+    r = client.post("/v1/rerank", content=chunked(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "over the limit of 20000" in r.text
+
+    # a client that stalls mid-body, at the ASGI level (a test client sends whole bodies)
+    import asyncio
+
+    app = create_app(ServeConfig(index=index, student=sdir, body_timeout_s=0.2))
+    parts = [{"type": "http.request", "body": b'{"query": "red", ', "more_body": True}]
+
+    async def receive():
+        if parts:
+            return parts.pop(0)
+        await asyncio.sleep(5)  # the rest never comes in time
+        return {"type": "http.request", "body": b'"item_ids": []}', "more_body": False}
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/rerank", "raw_path": b"/v1/rerank", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1),
+             "server": ("127.0.0.1", 80)}
+    started = time.perf_counter()
+    asyncio.run(app(scope, receive, send))
+    assert time.perf_counter() - started < 2
+    assert sent[0]["status"] == 408 and b"did not arrive within 0.2 s" in sent[1]["body"]
+
+
 def test_payload_limit_malformed_json_and_unknown_ids(client, setup):
     ds, _, _ = setup
     r = client.post("/v1/rerank", content=json.dumps({"query": "red", "item_ids": ["x" * 100] * 300}),

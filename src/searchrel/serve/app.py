@@ -11,6 +11,8 @@ request beyond that is answered 503 at once (with Retry-After) instead of queuei
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import time
 from pathlib import Path
 from typing import Literal
@@ -18,9 +20,11 @@ from typing import Literal
 import orjson
 from fastapi import FastAPI, HTTPException, Query
 from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from searchrel.serve.service import ServeConfig, Service
 from searchrel.serve.workbench import RankerUnavailable, TeacherLoadError, Workbench
@@ -29,7 +33,44 @@ STATIC = Path(__file__).parent / "static"
 Ranker = Literal["bm25", "student", "teacher"]
 
 
-class CandidateItem(BaseModel):
+def _lone_surrogate(value) -> bool:
+    """JSON may escape half of a UTF-16 pair (``"\\ud800"``): Python then holds a string no UTF-8 can encode."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_lone_surrogate(v) for v in value)
+    return False
+
+
+def _finite(value):
+    """``value`` with every NaN/Infinity float written as its name: JSON has no literal for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+class Body(BaseModel):
+    """A request body: every string in it must be text (a lone surrogate is a 422, not a failure later on)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_only(cls, data):
+        if _lone_surrogate(data):
+            raise ValueError("the body holds a lone UTF-16 surrogate (e.g. \\ud800): not valid text")
+        return data
+
+
+class CandidateItem(Body):
     """A candidate the index may not hold, sent with its text fields."""
 
     model_config = ConfigDict(extra="allow")  # any other text field the student's text config names (brand, ...)
@@ -41,7 +82,7 @@ class CandidateItem(BaseModel):
     engaged_queries: list[str] | None = None
 
 
-class RerankRequest(BaseModel):
+class RerankRequest(Body):
     query: str = Field(description="the query as typed, any language")
     language: str | None = Field(None, max_length=16)
     country: str | None = Field(None, max_length=16)
@@ -64,12 +105,12 @@ ERRORS = {code: {"model": Problem, "description": what} for code, what in (
     (422, "invalid input: a sentence, or FastAPI's per-field list"), (503, "overloaded, or a model failed to load"))}
 
 
-class HomefeedRequest(BaseModel):
+class HomefeedRequest(Body):
     item_ids: list[str] = Field(description="items the user saved")
     k: int = Field(20, ge=1)
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(Body):
     query: str = Field(description="the query as typed, any language")
     language: str | None = Field(None, max_length=16, description="the query's language: the cache key and which "
                                  "judged query it may match")
@@ -79,7 +120,7 @@ class SearchRequest(BaseModel):
     include_judged: bool = Field(True, description="add a matching judged query's judged items to the pool")
 
 
-class CompareRequest(BaseModel):
+class CompareRequest(Body):
     query: str = Field(description="the query as typed, any language")
     language: str | None = Field(None, max_length=16)
     rankers: list[Ranker] = Field(min_length=2, max_length=2, description="the two rankers, left and right")
@@ -107,6 +148,36 @@ def _metrics():
     }
 
 
+async def _read_body(receive, limit: int) -> bytes | None:
+    """The whole request body, or None once it passes ``limit`` bytes."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    """A ``receive`` that hands the app the body already read, then waits on the client as before."""
+    sent = False
+
+    async def again():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return again
+
+
 def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
     """The FastAPI app over a loaded ``Service`` (loaded from ``cfg`` unless given)."""
     svc = service or Service(cfg)
@@ -114,6 +185,13 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
     app = FastAPI(title="searchrel", version="1", description="Relevance re-ranking with a distilled bi-encoder "
                   "student; related items and home feed from the same item embeddings.")
     app.state.service = svc
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request, exc: RequestValidationError) -> Response:
+        # FastAPI's own answer, made valid JSON whatever the rejected input it echoes: ASCII-escaped (a lone
+        # surrogate) and NaN/Infinity as strings
+        body = json.dumps({"detail": _finite(jsonable_encoder(exc.errors()))}, ensure_ascii=True, allow_nan=False)
+        return Response(body, status_code=422, media_type="application/json")
     app.state.workbench = bench
     registry, m = _metrics()
     gate = asyncio.Semaphore(cfg.max_inflight)
@@ -150,6 +228,21 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
             await JSONResponse({"detail": f"payload of {size} bytes is over the limit of {cfg.max_body_bytes}"},
                                status_code=413)(scope, receive, send)
             return
+        # the body is read here, whole, before admission: a chunked body (no declared length) is held to the same
+        # limit, and a client that sends too slowly is answered 408 instead of holding a request slot
+        try:
+            body = await asyncio.wait_for(_read_body(receive, cfg.max_body_bytes), cfg.body_timeout_s)
+        except asyncio.TimeoutError:
+            m["requests"].labels("/v1", "408").inc()
+            await JSONResponse({"detail": f"the body did not arrive within {cfg.body_timeout_s:g} s"},
+                               status_code=408)(scope, receive, send)
+            return
+        if body is None:
+            m["requests"].labels("/v1", "413").inc()
+            await JSONResponse({"detail": f"payload over the limit of {cfg.max_body_bytes} bytes"},
+                               status_code=413)(scope, receive, send)
+            return
+        receive = _replay(body, receive)
         if admitted["n"] >= cfg.max_inflight + cfg.max_queue:
             m["shed"].inc()
             m["requests"].labels("/v1", "503").inc()

@@ -46,6 +46,7 @@ class ServeConfig(BaseModel):
     max_new_items: int = 64  # candidates sent with text (embedded in the request)
     max_k: int = 200
     max_body_bytes: int = 1_000_000
+    body_timeout_s: float = 10.0  # a /v1 body must arrive within this (slow clients get 408)
     max_inflight: int = 2  # requests computing at once (the CPU's cores)
     index_check_s: float = 1.0  # how often a request may look for a newly published index version (0: never)
     max_queue: int = 64  # requests waiting beyond that; more are shed with 503
