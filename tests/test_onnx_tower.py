@@ -101,3 +101,36 @@ def test_export_to_any_path(student_dir, tmp_path):
     enc = OnnxQueryEncoder(out, student_dir=student_dir, threads=1)
     assert _min_cos(enc.encode(QUERIES), student.embed(QUERIES, "query", bf16=False)) > 0.9999
     assert len(enc.fingerprint) == 16 and enc.fingerprint == OnnxQueryEncoder(out, student_dir).fingerprint
+
+
+def test_the_zero_shot_query_side_runs_on_onnx_runtime_like_the_encoder(tiny_bert, tmp_path):
+    from searchrel.models.encode import load_encoder
+    from searchrel.serve.onnx_tower import (
+        ZERO_SHOT_FILE,
+        ZERO_SHOT_INT8_FILE,
+        QueryEmbedder,
+        zero_shot_query_encoder,
+    )
+
+    student = new_student(StudentConfig(backbone=str(tiny_bert), layers=1, dim=16, zero_shot_model=str(tiny_bert),
+                                        features=["zero_shot"]))
+    d = student.save(tmp_path / "s")
+    ref = load_encoder(str(tiny_bert), precision="fp32", backend="eager").encode(QUERIES, kind="query")
+    fp32 = zero_shot_query_encoder(str(tiny_bert), d)
+    assert fp32.path == d / ZERO_SHOT_FILE and fp32.dim == ref.shape[1]
+    assert _min_cos(fp32.encode(QUERIES), ref) > 0.9999  # padded mixed batches: the same vectors as PyTorch
+    assert _min_cos(np.concatenate([fp32.encode([q]) for q in QUERIES]), ref) > 0.9999
+    q8 = zero_shot_query_encoder(str(tiny_bert), d, int8=True)
+    assert q8.path == d / ZERO_SHOT_INT8_FILE and _min_cos(q8.encode(QUERIES), ref) > 0.99
+
+    # the served query side: the tower and the zero-shot vector, both from ONNX Runtime, named in the cache key
+    loaded = load_student(d)
+    plain, quant = QueryEmbedder(loaded, d), QueryEmbedder(loaded, d, int8=True)
+    assert set(plain.onnx_features) == {"zero_shot"}
+    tower, cached = plain.split(plain.encode(QUERIES))
+    assert _min_cos(tower, loaded.embed(QUERIES, "query", bf16=False)) > 0.9999
+    assert _min_cos(cached["zero_shot"], ref) > 0.9999
+    assert plain.fingerprint != quant.fingerprint != OnnxQueryEncoder.from_student_dir(d).fingerprint
+    torch_side = QueryEmbedder(loaded, d, onnx=False)
+    assert not torch_side.onnx_features
+    assert _min_cos(torch_side.split(torch_side.encode(QUERIES))[1]["zero_shot"], ref) > 0.999

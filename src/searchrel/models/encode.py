@@ -53,7 +53,7 @@ Kind = Literal["query", "passage", "raw"]
 Precision = Literal["auto", "bf16", "fp32"]
 Backend = Literal["auto", "eager", "jit"]
 
-_TRACEABLE = ("bert", "xlm-roberta", "roberta")  # model types the jit backend is used for
+TRACEABLE = ("bert", "xlm-roberta", "roberta")  # model types the jit backend is used for
 CACHE_MIN = 32  # chunks of at least this many texts use the disk cache (batch jobs, not served queries)
 MAX_SHAPES = 24  # frozen jit copies kept per Encoder: each holds its compiled oneDNN partitions (~27 MB, me5-small)
 
@@ -157,7 +157,7 @@ class Encoder:
         self.precision: Precision = precision
         self.backend = resolve_backend(backend, precision)
         config = AutoConfig.from_pretrained(self.path)
-        if config.model_type not in _TRACEABLE and self.backend == "jit":
+        if config.model_type not in TRACEABLE and self.backend == "jit":
             self.backend = "eager"  # the trace is measured on BERT-family graphs only (Gemma's masks do not trace)
 
         verbosity = hf_logging.get_verbosity()
@@ -182,7 +182,7 @@ class Encoder:
         self.positions = int(getattr(config, "max_position_embeddings", 512))
         self.max_length = min(self.backbone.max_length, self.positions)
         # eager Gemma on 2 cores: 128 items took 5.5 s in batches of 8, 6.8 s of 16, 17 s of 64 (padding, masks)
-        self.max_batch = 1 << 30 if config.model_type in _TRACEABLE else 8
+        self.max_batch = 1 << 30 if config.model_type in TRACEABLE else 8
         self._disk = None  # the disk embedding cache, opened on first batch job
         self._traced = None  # the one trace (jit backend), frozen once per shape into self._frozen
         self._frozen: OrderedDict[tuple[int, int], object] = OrderedDict()

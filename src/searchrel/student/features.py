@@ -73,6 +73,12 @@ class ZeroShot:
     def state(self) -> dict:
         return {"model": self.model}
 
+    @property
+    def query_model(self) -> str:
+        """The embedding model whose query vector is this feature's query side (served on ONNX Runtime when it
+        exports: ``searchrel.serve.onnx_tower``)."""
+        return self.model
+
     EAGER_BELOW = 256  # item batches smaller than this (an index refresh) skip the jit's per-shape compile
 
     def _encode(self, texts: Sequence[str], kind: str) -> np.ndarray:
