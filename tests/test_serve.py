@@ -30,7 +30,7 @@ def setup(tiny_bert, tmp_path_factory):
     for f in student.features:
         f.fit(build_item_texts(ds.items, student.config.text).tolist())
     sdir = student.save(tmp / "student")
-    index = build_index(sdir, ds, tmp / "index", bf16=False)
+    build_index(sdir, ds, tmp / "index", bf16=False)
     return ds, sdir, tmp / "index"
 
 
@@ -166,6 +166,96 @@ def test_unseen_items_sent_with_text_are_scored(setup, client):
     assert r.status_code == 200, r.text
     assert {i["item_id"] for i in r.json()["items"]} == {ds.items["item_id"].iloc[0], "new-1", "new-2"}
 
+
+
+def test_an_id_is_answered_once_scored_from_its_text_when_sent_with_text(setup, client):
+    ds, sdir, _ = setup
+    first, second = ds.items["item_id"].iloc[:2]
+    # in item_ids and in items; twice in items (the last text counts); twice in item_ids
+    body = {"query": "red table", "item_ids": [first, second, second, "gone"],
+            "items": [{"item_id": first, "title": "an old title"}, {"item_id": first, "title": "red wooden table"},
+                      {"item_id": "new-1", "title": "blue dress"}, {"item_id": "new-1", "title": "green lamp"}]}
+    r = client.post("/v1/rerank", json=body)
+    assert r.status_code == 200, r.text
+    got = {i["item_id"]: i["probabilities"] for i in r.json()["items"]}
+    assert sorted(got) == sorted([first, second, "new-1"]) and len(r.json()["items"]) == 3
+    assert r.json()["unknown_item_ids"] == ["gone"]
+    alone = client.post("/v1/rerank", json={"query": "red table", "item_ids": [second], "items": [
+        {"item_id": first, "title": "red wooden table"}, {"item_id": "new-1", "title": "green lamp"}]}).json()
+    assert {i["item_id"]: i["probabilities"] for i in alone["items"]} == got
+
+
+@pytest.mark.parametrize("content_type, status", [
+    ("text/plain", 415), ("application/x-www-form-urlencoded", 415), ("application/json; charset=utf-8", 200),
+    ("application/vnd.api+json", 200), (None, 415)])
+def test_a_body_that_is_not_json_by_its_content_type_is_a_415(setup, client, content_type, status):
+    ds, _, _ = setup
+    body = json.dumps({"query": "red", "item_ids": ds.items["item_id"].tolist()[:3]})
+    headers = {} if content_type is None else {"content-type": content_type}
+    r = client.post("/v1/rerank", content=body, headers=headers)
+    assert r.status_code == status, r.text
+    if status == 415:
+        assert (content_type or "no Content-Type was given") in r.json()["detail"]
+
+
+def test_a_body_that_is_not_utf8_and_an_invisible_query_say_what_is_wrong(setup, client):
+    ds, _, _ = setup
+    r = client.post("/v1/rerank", content=b'{"query": "r\xe9d", "item_ids": ["a"]}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["detail"] == "the body is not UTF-8: byte 0xe9 at position 12"
+    for query in ("\u200b", "\u200b\u200d \ufeff", "\u2060\u0007"):
+        r = client.post("/v1/rerank", json={"query": query, "item_ids": ds.items["item_id"].tolist()[:2]})
+        assert r.status_code == 422 and "no visible characters" in r.text, (query, r.text)
+    r = client.post("/v1/rerank", json={"query": "\u200bred", "item_ids": ds.items["item_id"].tolist()[:2]})
+    assert r.status_code == 200
+
+
+def test_a_server_error_shows_in_metrics(setup):
+    ds, sdir, index = setup
+    app = create_app(ServeConfig(index=index, student=sdir))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        def broken(*a, **k):
+            raise RuntimeError("a bug")
+
+        app.state.service.rerank = broken
+        r = c.post("/v1/rerank", json={"query": "red", "item_ids": ds.items["item_id"].tolist()[:2]})
+        assert r.status_code == 500
+        text = c.get("/metrics").text
+        assert 'searchrel_requests_total{endpoint="/v1/rerank",status="500"} 1.0' in text
+        assert "searchrel_query_cache_errors 0.0" in text
+
+
+def test_a_slow_workbench_search_never_holds_a_rerank_slot(setup):
+    import asyncio
+
+    import httpx
+
+    ds, sdir, index = setup
+    app = create_app(ServeConfig(index=index, student=sdir, max_inflight=1, max_queue=0, workbench_queue=0))
+    bench = app.state.workbench
+    bench.check = lambda ranker: None
+
+    def slow_search(*a, **k):  # a teacher scoring a large pool: seconds of work
+        time.sleep(1.5)
+        return {"items": []}
+
+    bench.search = slow_search
+    ids = ds.items["item_id"].tolist()[:5]
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            search = asyncio.create_task(c.post("/v1/search", json={"query": "red", "ranker": "teacher"}))
+            await asyncio.sleep(0.2)  # the search is computing
+            second = await c.post("/v1/search", json={"query": "red", "ranker": "teacher"})  # its lane is full
+            started = time.perf_counter()
+            rerank = await c.post("/v1/rerank", json={"query": "red", "item_ids": ids})
+            took = time.perf_counter() - started
+            return (await search).status_code, second.status_code, rerank.status_code, took
+
+    search, second, rerank, took = asyncio.run(scenario())
+    assert (search, second, rerank) == (200, 503, 200)
+    assert took < 1.0  # answered while the search still computes
 
 @pytest.mark.parametrize("payload, status, says", [
     ({"query": "   ", "item_ids": ["a"]}, 422, "empty"),

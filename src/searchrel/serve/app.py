@@ -14,6 +14,7 @@ import asyncio
 import json
 import math
 import time
+import unicodedata
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +31,7 @@ from searchrel.serve.service import ServeConfig, Service
 from searchrel.serve.workbench import RankerUnavailable, TeacherLoadError, Workbench
 
 STATIC = Path(__file__).parent / "static"
+WORKBENCH_LANE = ("/v1/search", "/v1/compare")  # requests that may run the teacher: their own lane
 Ranker = Literal["bm25", "student", "teacher"]
 
 
@@ -57,6 +59,21 @@ def _finite(value):
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
+
+
+def _json_type(content_type: bytes | None) -> bool:
+    """Whether a request's Content-Type lets FastAPI read its body as JSON: ``application/json`` or
+    ``application/*+json``, any parameters (without one, FastAPI does not parse the body)."""
+    if not content_type:
+        return False
+    kind = content_type.split(b";")[0].strip().lower()
+    return kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
+
+
+def _visible(text: str) -> bool:
+    """Whether ``text`` has a character that shows: not only spaces, controls and format marks (zero-width spaces,
+    joiners, BOMs, direction marks)."""
+    return any(not (c.isspace() or unicodedata.category(c) in ("Cc", "Cf")) for c in text)
 
 
 class Body(BaseModel):
@@ -100,8 +117,9 @@ class Problem(BaseModel):
 
 # the error answers of the /v1 endpoints, declared so the OpenAPI schema says what a client may get back
 ERRORS = {code: {"model": Problem, "description": what} for code, what in (
-    (404, "an unknown item"), (409, "the asked ranker cannot answer (no teacher, no data)"),
-    (413, "over a size limit (payload, query, candidates)"),
+    (400, "the body is not UTF-8 text"), (404, "an unknown item"), (408, "the body did not arrive in time"),
+    (409, "the asked ranker cannot answer (no teacher, no data)"),
+    (413, "over a size limit (payload, query, candidates)"), (415, "a body that is not JSON (Content-Type)"),
     (422, "invalid input: a sentence, or FastAPI's per-field list"), (503, "overloaded, or a model failed to load"))}
 
 
@@ -145,6 +163,8 @@ def _metrics():
         "cache_hit_rate": Gauge("searchrel_query_cache_hit_rate", "hits / lookups", registry=reg),
         "cache_size": Gauge("searchrel_query_cache_size", "entries in the query cache", registry=reg),
         "cache_evictions": Gauge("searchrel_query_cache_evictions", "entries evicted or expired", registry=reg),
+        "cache_errors": Gauge("searchrel_query_cache_errors", "failed cache calls (Redis unreachable, timed out): "
+                              "each answered as a miss or a dropped write", registry=reg),
     }
 
 
@@ -194,8 +214,11 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
         return Response(body, status_code=422, media_type="application/json")
     app.state.workbench = bench
     registry, m = _metrics()
-    gate = asyncio.Semaphore(cfg.max_inflight)
-    admitted = {"n": 0}
+    # two lanes: the serving endpoints, and the workbench's searches (their teacher may take seconds of CPU per
+    # request): each with its own computing slots and queue, so a teacher search never holds a re-rank's slot
+    lanes = {"serve": (asyncio.Semaphore(cfg.max_inflight), cfg.max_queue),
+             "workbench": (asyncio.Semaphore(1), cfg.workbench_queue)}
+    admitted = {"serve": 0, "workbench": 0}
 
     async def limits(scope, receive, send, call):
         """Admission control, payload limit and per-endpoint metrics, as a plain ASGI wrapper: Starlette's
@@ -222,7 +245,8 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
             finally:
                 observe()
             return
-        size = dict(scope.get("headers") or []).get(b"content-length", b"").decode()
+        headers = dict(scope.get("headers") or [])
+        size = headers.get(b"content-length", b"").decode()
         if size.isdigit() and int(size) > cfg.max_body_bytes:
             m["requests"].labels("/v1", "413").inc()
             await JSONResponse({"detail": f"payload of {size} bytes is over the limit of {cfg.max_body_bytes}"},
@@ -242,27 +266,45 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
             await JSONResponse({"detail": f"payload over the limit of {cfg.max_body_bytes} bytes"},
                                status_code=413)(scope, receive, send)
             return
+        if not _json_type(headers.get(b"content-type")) and scope["method"] in ("POST", "PUT", "PATCH"):
+            m["requests"].labels("/v1", "415").inc()
+            given = headers.get(b"content-type")
+            await JSONResponse({"detail": "the body must be JSON (Content-Type: application/json), " + (
+                f"not {given.decode('latin-1')!r}" if given else "and no Content-Type was given")},
+                               status_code=415)(scope, receive, send)
+            return
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as e:  # json.loads would fail on it with a bare "error parsing the body"
+            m["requests"].labels("/v1", "400").inc()
+            await JSONResponse({"detail": f"the body is not UTF-8: byte 0x{body[e.start]:02x} at position {e.start}"},
+                               status_code=400)(scope, receive, send)
+            return
         receive = _replay(body, receive)
-        if admitted["n"] >= cfg.max_inflight + cfg.max_queue:
+        lane = "workbench" if path in WORKBENCH_LANE else "serve"
+        gate, queue = lanes[lane]
+        if admitted[lane] >= (cfg.max_inflight if lane == "serve" else 1) + queue:
             m["shed"].inc()
             m["requests"].labels("/v1", "503").inc()
             await JSONResponse({"detail": "overloaded: try again shortly"}, status_code=503,
                                headers={"Retry-After": "1"})(scope, receive, send)
             return
-        admitted["n"] += 1
-        m["inflight"].set(admitted["n"])
+        admitted[lane] += 1
+        m["inflight"].set(sum(admitted.values()))
         try:
             async with gate:
                 await call(scope, receive, send_status)
         finally:
-            admitted["n"] -= 1
-            m["inflight"].set(admitted["n"])
+            admitted[lane] -= 1
+            m["inflight"].set(sum(admitted.values()))
             observe()
 
     def checked_query(text: str) -> str:
         query = text.strip()
         if not query:
             raise HTTPException(422, "query is empty")
+        if not _visible(query):
+            raise HTTPException(422, "query has no visible characters (only zero-width or control characters)")
         if len(query) > cfg.max_query_chars:
             raise HTTPException(413, f"query of {len(query)} characters is over the limit of {cfg.max_query_chars}")
         return query
@@ -382,6 +424,7 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
         m["cache_hit_rate"].set(s["hit_rate"])
         m["cache_size"].set(s["size"])
         m["cache_evictions"].set(s["evictions"])
+        m["cache_errors"].set(s["errors"])
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     inner = app.build_middleware_stack

@@ -325,4 +325,4 @@ class CachedQueryEncoder:
         c = self.cache
         hits, misses = c.hits, c.misses
         return {"hits": hits, "misses": misses, "hit_rate": hits / (hits + misses) if hits + misses else 0.0,
-                "size": c.size, "evictions": c.evictions}
+                "size": c.size, "evictions": c.evictions, "errors": getattr(c, "errors", 0)}

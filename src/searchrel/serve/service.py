@@ -36,8 +36,8 @@ class ServeConfig(BaseModel):
     student: Path
     data: Path | None = None  # a dataset, for the workbench: item fields, human labels, BM25 and teacher views
     teacher: Path | None = None  # the workbench's teacher view
-    onnx: bool = True  # query tower on ONNX Runtime (False: PyTorch)
-    int8: bool = False  # the dynamically quantised ONNX query tower
+    onnx: bool = True  # query side on ONNX Runtime: the query tower and the zero_shot feature's model (False: PyTorch)
+    int8: bool = False  # both query-side ONNX models dynamically quantised to int8
     cache: str | None = "memory"  # memory, off, or redis://host:port/db
     cache_items: int = 100_000
     cache_ttl_s: float = 3600.0
@@ -50,6 +50,7 @@ class ServeConfig(BaseModel):
     max_inflight: int = 2  # requests computing at once (the CPU's cores)
     index_check_s: float = 1.0  # how often a request may look for a newly published index version (0: never)
     max_queue: int = 64  # requests waiting beyond that; more are shed with 503
+    workbench_queue: int = 4  # workbench searches waiting for their own lane (one computes at a time)
 
 
 class Service:
@@ -125,16 +126,16 @@ class Service:
 
     def _score(self, query, item_ids, items, language):
         index = self.current_index()
-        ids = list(dict.fromkeys(item_ids))
-        known = [i for i in ids if i in index]
-        unknown = [i for i in ids if i not in index]
-        new = list(items or [])
+        # one answer row per id: an id sent with text is scored from that text (the last text given for it), even
+        # when the index holds it or item_ids names it too; the other ids are scored from the index, once each
+        sent = {str(item["item_id"]): item for item in items or []}
+        rows, known, unknown = index.lookup(i for i in dict.fromkeys(item_ids) if i not in sent)
+        new = list(sent.values())
         t0 = time.perf_counter()
         qs = self.query_side(query, language)
         t_query = time.perf_counter() - t0
         probs_parts, out_ids = [], []
         if known:  # NumPy only: no lock, any number of requests at once
-            rows = index.rows_of(known)
             probs_parts.append(self.scorer.predict(qs, np.zeros(len(rows), np.int64), index.side(rows),
                                                    np.arange(len(rows))))
             out_ids += known
