@@ -109,7 +109,9 @@ def load_state(path: Path):
 def take_rows(state, rows: np.ndarray):
     """Rows ``rows`` of a state (array or CSR), in that order."""
     rows = np.asarray(rows, dtype=np.int64)
-    return state[rows] if not sp.issparse(state) else sp.csr_matrix(state)[rows]
+    if not sp.issparse(state):
+        return state[rows]
+    return (state if isinstance(state, sp.csr_matrix) else sp.csr_matrix(state))[rows]
 
 
 def concat_states(parts: Sequence):

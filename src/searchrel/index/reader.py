@@ -66,6 +66,19 @@ class ItemIndex:
             raise KeyError(f"{len(unknown)} item(s) not in index version {self.version}: {unknown[:10]}")
         return np.fromiter((row[i] for i in ids), np.int64, len(ids))
 
+    def lookup(self, item_ids: Iterable) -> tuple[np.ndarray, list, list]:
+        """In one pass over ``item_ids``: the rows of those the index holds, those ids, and the ids it lacks."""
+        row = self._row
+        rows, known, unknown = [], [], []
+        for i in item_ids:
+            r = row.get(i)
+            if r is None:
+                unknown.append(i)
+            else:
+                rows.append(r)
+                known.append(i)
+        return np.asarray(rows, dtype=np.int64), known, unknown
+
     def side(self, rows) -> "Side":
         """The student scorer's item side for these rows: embeddings and each feature's state rows."""
         rows = np.asarray(rows, dtype=np.int64)

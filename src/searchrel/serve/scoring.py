@@ -4,13 +4,14 @@
 for 400 candidates that overhead is most of the scoring time. Here the same arithmetic runs on float32 arrays
 copied once from the student's weights: ``[q*d, |q-d|, q.d, z]`` -> Linear -> GELU (exact, erf) -> Linear, plus the
 linear residual on the standardised pair features ``z``, softmax over the grades. Stateless, so any number of
-request threads may call it at once. ``tests/test_serve.py`` checks it against ``Student.predict`` (max |dp| 1e-5).
+request threads may call it at once. Only the GELU borrows torch's kernel, on a tensor sharing the array's
+memory: ``scipy.special.erf`` took 0.3-0.6 ms of a 1.3 ms call for 400 candidates, torch's GELU 0.03 ms. ``tests/test_serve.py`` checks it against ``Student.predict`` (max |dp| 1e-5).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import erf
+import torch
 
 from searchrel.student.model import Side, Student
 
@@ -40,7 +41,7 @@ class NumpyScorer:
             z = (feats.astype(np.float32) - self.mean) / self.std
             parts.append(z)
         h = np.concatenate(parts, 1, dtype=np.float32) @ self.w1 + self.b1
-        h = 0.5 * h * (1.0 + erf(h / np.float32(np.sqrt(2.0))))
+        h = torch.nn.functional.gelu(torch.from_numpy(h)).numpy()  # exact GELU; scipy's erf took half the time
         logits = h @ self.w2 + self.b2
         if self.skip is not None and z is not None:
             logits += z @ self.skip[0] + self.skip[1]
