@@ -11,7 +11,6 @@ callees, as a flame graph would show them) and the raw samples (profile-serve-DA
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import datetime as dt
 import json
@@ -23,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from encode import machine_info  # noqa: E402
-from serve import Server, drive, prepare, setup_arguments, stream  # noqa: E402
+from serve import Server, drive, prepare, run, setup_arguments, stream  # noqa: E402
 
 
 def top(raw: Path, n: int = 15) -> tuple[list, list]:
@@ -53,12 +52,12 @@ def main() -> None:
     reqs = stream(data, args.candidates, 2000 + int(args.rate * args.seconds))
     server = Server(data, student, index, "memory", core=0)
     try:
-        asyncio.run(drive(server.url, reqs[:2000], 300.0))  # warm the cache and every code path
+        run(drive(server.url, reqs[:2000], 300.0))  # warm the cache and every code path
         raw = args.out.with_suffix(".raw")
         spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(server.proc.pid),
                                 "-d", str(int(args.seconds)), "-f", "raw", "-o", str(raw), "--nonblocking"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        lat, errors, wall = asyncio.run(drive(server.url, reqs[2000:], args.rate))
+        lat, errors, wall = run(drive(server.url, reqs[2000:], args.rate))
         spy.wait(60)
         own, total = top(raw)
         lat_ms = sorted(1000 * x for x in lat)
