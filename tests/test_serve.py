@@ -371,12 +371,16 @@ def test_overload_is_shed_with_503_not_queued(setup):
     ids = ds.items["item_id"].tolist()
     with TestClient(create_app(cfg)) as c:
         def call(k):
-            return c.post("/v1/rerank", json={"query": f"query number {k}", "item_ids": ids}).status_code
+            r = c.post("/v1/rerank", json={"query": f"query number {k}", "item_ids": ids})
+            assert r.status_code != 503 or r.headers["retry-after"] == "1"
+            return r.status_code
 
         with ThreadPoolExecutor(8) as pool:
             codes = list(pool.map(call, range(24)))
         assert set(codes) <= {200, 503} and 503 in codes and 200 in codes
         assert "searchrel_shed_requests_total" in c.get("/metrics").text
+        started = time.perf_counter()  # the load has stopped: the next request is served, at once
+        assert call(99) == 200 and time.perf_counter() - started < 1.0
 
 
 def test_index_of_another_student_is_refused(setup, tiny_bert, tmp_path):
