@@ -5,6 +5,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("fastapi")
@@ -135,6 +136,15 @@ def test_an_index_published_under_traffic_is_picked_up_without_errors_or_mixed_a
     assert versions <= {"1", "2"} and "2" in versions
     for version, scores in answers:  # each answer is wholly one version's
         assert scores == (before if version == "1" else after)
+
+    # the HTTP endpoints that read the index follow the newest version too: health, related items
+    refresh_index(sdir, type(ds)(info=ds.info, items=pd.concat([edited, edited.iloc[:1].assign(item_id="brand-new")]),
+                                 queries=ds.queries, judgments=ds.judgments, splits=ds.splits,
+                                 search_log=ds.search_log), live, bf16=False)
+    time.sleep(0.05)
+    with TestClient(create_app(svc.cfg, svc)) as c:
+        assert c.get("/healthz").json()["index_version"] == "3"
+        assert c.get("/v1/items/brand-new/related?k=3").status_code == 200
 
 
 def test_the_numpy_scorer_gives_the_students_probabilities(setup):

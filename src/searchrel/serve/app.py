@@ -333,9 +333,10 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
     def related(item_id: str = PathParam(..., max_length=200), k: int = Query(10, ge=1),
                 fields: bool = Query(False, description="add each item's text fields (needs --data)")) -> dict:
         """The items nearest to this one in the student's item-embedding space."""
-        if item_id not in svc.index:
-            raise HTTPException(404, f"item {item_id!r} is not in the index")
-        items = svc.related(item_id, min(k, cfg.max_k))
+        try:  # against the index version this request got (a newer one may have been published meanwhile)
+            items = svc.related(item_id, min(k, cfg.max_k))
+        except KeyError:
+            raise HTTPException(404, f"item {item_id!r} is not in the index") from None
         if fields:
             found = bench.fields([i["item_id"] for i in items])
             items = [{**i, "fields": found[i["item_id"]]} for i in items]
@@ -410,8 +411,9 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
 
     @app.get("/healthz")
     def healthz() -> dict:
-        return {"status": "ok", "model_version": svc.model_version[:12], "index_version": svc.index.version,
-                "items": len(svc.index), "uptime_s": round(time.time() - svc.started, 1)}
+        index = svc.current_index()  # a health check also picks up a newly published version
+        return {"status": "ok", "model_version": svc.model_version[:12], "index_version": index.version,
+                "items": len(index), "uptime_s": round(time.time() - svc.started, 1)}
 
     @app.get("/metrics", response_class=Response, responses={200: {
         "description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}})
