@@ -49,6 +49,10 @@ def train_cmd(
     device: str = typer.Option(_R["device"], help="auto (a CUDA GPU when there is one), cpu, cuda, cuda:N"),
     seed: int = typer.Option(_R["seed"]),
     resume: bool = typer.Option(False, help="continue the run in --out from its last checkpoint"),
+    workers: int = typer.Option(_R["workers"], help="train the cross-encoder data-parallel on N Ray Train workers "
+                                "(the global batch stays --batch-size)"),
+    ray_address: str | None = typer.Option(None, help="join this Ray cluster (default: a local Ray)"),
+    gpus_per_worker: float = typer.Option(_R["gpus_per_worker"], help="GPUs per Ray worker (0: CPUs, gloo)"),
 ) -> None:
     """Fine-tune the teacher on the human labels of DATASET."""
     from searchrel.teacher.recipe import train_teacher
@@ -65,7 +69,8 @@ def train_cmd(
                       biencoder=BiEncoderConfig(backbone=biencoder_backbone), teacher=teacher, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size,
                       max_minutes=max_minutes, select_metric=select_metric, label_smoothing=label_smoothing,
                       soft_targets=soft_targets, listwise_weight=listwise_weight, seed=seed, bf16=False if fp32 else None, device=device,
-                      train_languages=train_languages.split(",") if train_languages else None)
+                      train_languages=train_languages.split(",") if train_languages else None,
+                      workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker)
     path = train_teacher(ds, out, cfg, resume=resume)
     console.print(f"teacher -> {path}  (evaluate: searchrel eval --model {path} --data {dataset})")
 

@@ -55,3 +55,47 @@ class EarlyStopping(BaseModel):
 
     def stop(self, patience: int) -> bool:
         return self.bad >= patience
+
+
+class Parallel:
+    """This process's place in a data-parallel run (rank ``rank`` of ``world``; 0 of 1 alone).
+
+    Every rank walks the same batch order; ``share`` gives each its part of a global batch, and ``weight`` scales
+    its mean loss so that the ranks' gradients, averaged by DDP, are the gradient of the global batch's mean loss —
+    the same step a single process takes on the whole batch. Rank 0 leads: it validates, checkpoints and decides
+    when to stop; ``agree`` hands its decision to every rank."""
+
+    def __init__(self, rank: int = 0, world: int = 1):
+        self.rank, self.world = rank, world
+
+    @property
+    def lead(self) -> bool:
+        return self.rank == 0
+
+    def share(self, batch, groups=None):
+        """This rank's rows of ``batch`` (row indices): contiguous slices, or whole groups (queries) when
+        ``groups`` gives each row's group, so a per-group loss sees each group on one rank."""
+        import numpy as np
+
+        batch = np.asarray(batch)
+        if self.world == 1:
+            return batch
+        if groups is None:
+            return np.array_split(batch, self.world)[self.rank]
+        keys = list(dict.fromkeys(np.asarray(groups)[batch].tolist()))
+        mine = set(np.array_split(np.asarray(keys, dtype=object), self.world)[self.rank].tolist())
+        return batch[[g in mine for g in np.asarray(groups)[batch].tolist()]]
+
+    def weight(self, local: int, total: int) -> float:
+        """Factor on this rank's mean over ``local`` of the batch's ``total`` units (pairs, or groups)."""
+        return self.world * local / total if total else 0.0
+
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's ``flag`` on every rank."""
+        if self.world == 1:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([int(flag)])
+        dist.broadcast(t, src=0)
+        return bool(t.item())

@@ -91,3 +91,7 @@ class TrainConfig(BaseModel):
     bf16: bool | None = None  # None: on where the device has native bf16
     device: str = "auto"  # auto (a CUDA GPU when there is one, else the CPU), cpu, cuda, cuda:N
     seed: int = 0
+    # the cross-encoder's loop data-parallel on Ray Train (teacher.distributed): more than one worker, or a cluster
+    workers: int = Field(1, ge=1)
+    ray_address: str | None = None  # a running Ray cluster to join (None: a local Ray when workers > 1)
+    gpus_per_worker: float = Field(0.0, ge=0)  # > 0: each worker trains on a GPU (NCCL), else on CPUs (gloo)

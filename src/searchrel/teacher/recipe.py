@@ -25,7 +25,7 @@ from searchrel.teacher.biencoder import HEAD_FILE, train_biencoder
 from searchrel.teacher.config import TrainConfig
 from searchrel.teacher.ensemble import EnsembleConfig, EnsembleTeacher, Member, fit_stacker, reference_items
 from searchrel.teacher.train import _training_pairs
-from searchrel.teacher.train import train as train_cross_encoder
+from searchrel.teacher.train import train as train_alone
 
 BIENCODER_DIR = "biencoder"
 CROSS_ENCODER_DIR = "cross-encoder"
@@ -132,6 +132,20 @@ def train_ensemble(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = Fals
     (run / "train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     console.print(f"ensemble teacher ({', '.join(m.label for m in members)}) -> {run}")
     return run
+
+
+def train_cross_encoder(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Path:
+    """The cross-encoder's loop: in this process, or data-parallel on Ray Train when ``cfg.workers`` > 1 or a
+    cluster is named (``teacher.distributed``; the workers read the dataset from its directory)."""
+    if cfg.workers == 1 and cfg.ray_address is None:
+        return train_alone(ds, run, cfg, resume=resume)
+    if ds.path is None:
+        raise ValueError("training on Ray workers needs a dataset saved to a directory (its path is what the "
+                         "workers load)")
+    from searchrel.teacher.distributed import train_on_ray  # ray: an extra, imported where a cluster is used
+
+    return train_on_ray(ds.path, run, cfg, cfg.workers, resume=resume, address=cfg.ray_address,
+                        gpus_per_worker=cfg.gpus_per_worker)
 
 
 def _finished(run: Path, member: Member) -> bool:

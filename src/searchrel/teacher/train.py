@@ -11,6 +11,7 @@ run would: batches come from a per-epoch seed, and the RNG state travels with th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from searchrel.eval.evaluate import EvalConfig, evaluate
 from searchrel.eval.grades import fit_thresholds, pair_frame
 from searchrel.models.device import autocast, bf16_native, resolve_device
 from searchrel.models.pairs import collate, encode_pairs, length_batches, query_batches
-from searchrel.models.training import Budget, EarlyStopping, warmup_then_decay
+from searchrel.models.training import Budget, EarlyStopping, Parallel, warmup_then_decay
 from searchrel.progress import console, step
 from searchrel.teacher.config import TrainConfig
 from searchrel.teacher.features import pair_features
@@ -125,8 +126,14 @@ def validate(model: CrossEncoder, tokenizer, ds: Dataset, valid: pd.DataFrame, t
     return result.overall, probs
 
 
-def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Path:
-    """Train a teacher on ``ds``'s train split into ``run``; returns the finished model's directory."""
+def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False, parallel: Parallel | None = None) -> Path:
+    """Train a teacher on ``ds``'s train split into ``run``; returns the finished model's directory.
+
+    ``parallel`` makes this process one rank of a data-parallel run (``teacher/distributed.py`` starts them on Ray
+    Train, the process group already set up): the model is wrapped in DDP, each global batch is split over the
+    ranks with its loss weighted so that a step equals the single-process one, and rank 0 validates, writes
+    checkpoints and the finished teacher while the others follow its decisions."""
+    par = parallel or Parallel()
     run = Path(run)
     if run.exists() and any(run.iterdir()) and not resume:
         raise FileExistsError(f"{run} is not empty: pass resume=True (--resume) to continue it, or choose another --out")
@@ -134,15 +141,23 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
     cfg = cfg.model_copy(update={"teacher": cfg.teacher.model_copy(update={"scale": ds.info.scale})})
     if resume and (run / "train.json").exists():
         saved = TrainConfig.model_validate(json.loads((run / "train.json").read_text())["config"])
-        same = {"max_minutes", "device"}  # the budget may grow and the device change; nothing else
+        # the budget may grow, the device and the workers change (the global batch stays); nothing else
+        same = {"max_minutes", "device", "workers", "ray_address", "gpus_per_worker"}
         if saved.model_dump(exclude=same) != cfg.model_dump(exclude=same):
             raise ValueError(f"{run} was started with another configuration; resume it with the same options")
-    torch.set_num_threads(os.cpu_count() or 1)
+    # a Ray worker gets OMP_NUM_THREADS = its CPUs; alone, every core
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1)
     device = resolve_device(cfg.device)
     bf16 = bf16_native(device) if cfg.bf16 is None else cfg.bf16
 
     model, tokenizer = new_teacher(cfg.teacher, cfg.seed)
     model.to(device)
+    net = model
+    if par.world > 1:  # gradients averaged over the ranks in backward (gloo on CPUs, NCCL on GPUs)
+        # find_unused_parameters: trainable weights a forward pass may skip (a backbone's pooler, a feature head
+        # without features) would otherwise stall the gradient reduction
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=None if device.type == "cpu" else [device],
+                                                        find_unused_parameters=True)
     if device.type != "cpu":
         console.print(f"training on {device} ({torch.cuda.get_device_name(device)}), bf16 {bf16}")
     tcfg = model.config
@@ -167,10 +182,13 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
     prog = (_load_checkpoint(run, model, opt, sched) if resume else None) or _Progress()
     if prog.global_step:
         console.print(f"resuming {run} at step {prog.global_step} (epoch {prog.epoch + 1}, batch {prog.batch})")
-    _write_record(run, cfg, prog, model, len(ids))
+    if par.lead:
+        _write_record(run, cfg, prog, model, len(ids))
     budget = Budget(cfg.max_minutes, spent_s=prog.elapsed_s)
 
     def evaluate_and_keep() -> None:
+        if not par.lead:  # rank 0 validates and keeps the best; the others wait for its decision
+            return
         if valid.empty:  # nothing to select on: the latest weights are the best
             save_file(model.trainable_state(), str(run / "best.safetensors"))
             prog.early.best_step = prog.global_step
@@ -184,23 +202,29 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
 
     model.train()
     stop = prog.done
-    with step(f"training teacher ({tcfg.backbone})", total=total) as advance:
+    bar = step(f"training teacher ({tcfg.backbone})", total=total) if par.lead else \
+        contextlib.nullcontext(lambda k=1: None)
+    groups = query_codes.numpy() if cfg.listwise_weight else None
+    with bar as advance:
         advance(prog.global_step)
         while not stop and prog.epoch < cfg.epochs:
             seed = cfg.seed * 1000 + prog.epoch  # one batch order per (seed, epoch): a resumed epoch replays it
             batches = (query_batches(query_codes.numpy(), cfg.batch_size, seed) if cfg.listwise_weight
                        else length_batches(lengths, cfg.batch_size, seed=seed))
             while prog.batch < len(batches):
-                b = batches[prog.batch]
-                input_ids, mask = collate([ids[i] for i in b], tokenizer.pad_token_id)
-                feats = None if features is None else torch.from_numpy(features[b]).to(device)
+                b = np.asarray(batches[prog.batch])
+                mine = par.share(b, groups)  # the whole batch alone; this rank's part of it in a parallel run
+                rows = mine if len(mine) else b[:1]  # a rank left without rows computes a zero-weight loss
+                input_ids, mask = collate([ids[i] for i in rows], tokenizer.pad_token_id)
+                feats = None if features is None else torch.from_numpy(features[rows]).to(device)
                 with autocast(bf16, device):
-                    logits = model(input_ids.to(device), mask.to(device), feats)
-                loss = grade_cross_entropy(logits, targets[b].to(device))
+                    logits = net(input_ids.to(device), mask.to(device), feats)
+                loss = par.weight(len(mine), len(b)) * grade_cross_entropy(logits, targets[rows].to(device))
                 if cfg.listwise_weight:
                     expected = torch.softmax(logits.float(), -1) @ grade_values.to(device)
-                    loss = loss + cfg.listwise_weight * listnet_loss(expected, label_values[b].to(device),
-                                                                     query_codes[b].to(device))
+                    ranked = lambda r: int((np.bincount(groups[r]) >= 2).sum())  # noqa: E731  groups listnet counts
+                    loss = loss + cfg.listwise_weight * par.weight(ranked(mine) if len(mine) else 0, ranked(b)) * \
+                        listnet_loss(expected, label_values[rows].to(device), query_codes[rows].to(device))
                 loss.backward()
                 # clip at norm 1: the usual guard for transformer fine-tuning against a rare exploding batch
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
@@ -211,26 +235,30 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Pat
                 prog.global_step += 1
                 prog.tokens += int(mask.sum())
                 advance()
-                out_of_time = budget.spent()
+                out_of_time = par.agree(budget.spent())
                 epoch_end = prog.batch == len(batches)
                 if prog.global_step % cfg.eval_every == 0 or epoch_end or out_of_time:
                     evaluate_and_keep()
-                    if prog.early.stop(cfg.patience):
-                        console.print(f"early stop at step {prog.global_step}: no better {cfg.select_metric} "
-                                      f"in {cfg.patience} validations")
+                    if par.agree(par.lead and prog.early.stop(cfg.patience)):
+                        if par.lead:
+                            console.print(f"early stop at step {prog.global_step}: no better {cfg.select_metric} "
+                                          f"in {cfg.patience} validations")
                         stop = True
                 if out_of_time:
-                    console.print(f"time budget of {cfg.max_minutes} min spent at step {prog.global_step}")
+                    if par.lead:
+                        console.print(f"time budget of {cfg.max_minutes} min spent at step {prog.global_step}")
                     stop = True
                 if epoch_end:
                     prog.epoch, prog.batch = prog.epoch + 1, 0
                 prog.elapsed_s = budget.elapsed_s
-                if stop or prog.global_step % cfg.checkpoint_every == 0 or epoch_end:
+                if par.lead and (stop or prog.global_step % cfg.checkpoint_every == 0 or epoch_end):
                     prog.done = stop or prog.epoch >= cfg.epochs
                     _save_checkpoint(run, model, opt, sched, prog)
                 if stop or epoch_end:
                     break
     prog.done = True
+    if not par.lead:
+        return run
     return _finish(run, cfg, model, tokenizer, ds, valid, texts, bf16, prog, len(ids), valid_features)
 
 
