@@ -1,0 +1,120 @@
+"""Which FAISS index for the item vectors: exact (flat) against HNSW and IVF, on real student item vectors.
+
+    .venv/bin/python bench/faiss_choice.py [--world /tmp/world100k] [--items 100000] [--queries 1000] [--k 10]
+
+Embeds the catalogue's items with the default student's item tower (``new_student(StudentConfig())``, untrained:
+the vectors' geometry is the pretrained me5-small's, which is what an index sees before training) and uses
+queries' tower vectors as search vectors. For each index: build seconds, bytes per item, single-thread query
+latency and recall@k against the exact inner-product search (the flat index). Writes
+bench/results/faiss-choice-DATE.json with the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("SEARCHREL_PROGRESS", "0")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from encode import machine_info, write_result  # noqa: E402
+
+
+def vectors(world: Path, items: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
+    from searchrel.annotate.text import build_item_texts
+    from searchrel.data.dataset import load_dataset
+    from searchrel.student.config import StudentConfig
+    from searchrel.student.model import new_student
+
+    ds = load_dataset(world)
+    student = new_student(StudentConfig(features=[]))
+    texts = build_item_texts(ds.items.head(items), student.config.text).tolist()
+    q = ds.queries["text"].tolist()
+    q = (q * (queries // len(q) + 1))[:queries]
+    q = [f"{t} {i // len(ds.queries)}" if i >= len(ds.queries) else t for i, t in enumerate(q)]  # distinct texts
+    return student.embed(texts, "item").astype(np.float32), student.embed(q, "query").astype(np.float32)
+
+
+def measure(name: str, index, items: np.ndarray, queries: np.ndarray, exact: np.ndarray, k: int,
+            train: bool = False) -> dict:
+    import faiss
+
+    t = time.perf_counter()
+    if train:
+        index.train(items)
+    index.add(items)
+    build = time.perf_counter() - t
+    faiss.omp_set_num_threads(1)
+    lat = []
+    found = np.empty((len(queries), k), np.int64)
+    for i in range(len(queries)):
+        t = time.perf_counter()
+        _, found[i] = index.search(queries[i:i + 1], k)
+        lat.append(1000 * (time.perf_counter() - t))
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(found, exact)])
+    size = len(faiss.serialize_index(index))
+    return {"index": name, "build_s": round(build, 2), "bytes_per_item": round(size / len(items), 1),
+            "query_p50_ms": round(statistics.median(lat), 3), "query_p99_ms": round(float(np.percentile(lat, 99)), 3),
+            f"recall@{k}": round(float(recall), 4)}
+
+
+def main() -> None:
+    import faiss
+
+    from searchrel.index import IndexConfig
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--world", type=Path, default=Path("/tmp/world100k"))
+    ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    t = time.perf_counter()
+    items, queries = vectors(args.world, args.items, args.queries)
+    embed_s = time.perf_counter() - t
+    n, dim = items.shape
+    flat = faiss.IndexFlatIP(dim)
+    flat.add(items)
+    _, exact = flat.search(queries, args.k)
+    nlist = int(4 * np.sqrt(n))
+    rows = [measure("flat (exact)", faiss.IndexFlatIP(dim), items, queries, exact, args.k)]
+    cfg = IndexConfig()  # what `searchrel index build` makes above cfg.hnsw_min_items, then a wider search
+    for ef in (cfg.hnsw_ef_search, 2 * cfg.hnsw_ef_search):
+        index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = cfg.hnsw_ef_construction
+        index.hnsw.efSearch = ef
+        rows.append(measure(f"HNSW M={cfg.hnsw_m} efConstruction={cfg.hnsw_ef_construction} efSearch={ef}"
+                            + (" (the default)" if ef == cfg.hnsw_ef_search else ""), index, items, queries, exact,
+                            args.k))
+    for nprobe in (8, 32):
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.nprobe = nprobe
+        rows.append(measure(f"IVF-Flat nlist={nlist} nprobe={nprobe}", index, items, queries, exact, args.k,
+                            train=True))
+    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, 64, 8, faiss.METRIC_INNER_PRODUCT)
+    index.nprobe = 32
+    rows.append(measure(f"IVF-PQ nlist={nlist} 64x8 bit nprobe=32", index, items, queries, exact, args.k,
+                        train=True))
+    res = {"date": dt.date.today().isoformat(), "machine": machine_info(), "items": n, "dim": dim,
+           "queries": len(queries), "k": args.k, "embed_s": round(embed_s, 1),
+           "vectors": "untrained default student's item tower (me5-small, 4 layers, 256-d, L2-normalised)",
+           "rows": rows}
+    lines = [f"{n:,} items, {dim}-d, {len(queries)} queries, k={args.k}:", "",
+             "| index | build s | bytes/item | p50 ms | p99 ms | recall@k |", "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['index']} | {r['build_s']} | {r['bytes_per_item']} | {r['query_p50_ms']} | {r['query_p99_ms']} | "
+              f"{r[f'recall@{args.k}']} |" for r in rows]
+    write_result(res, "faiss-choice", args.out, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
