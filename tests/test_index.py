@@ -211,6 +211,23 @@ def test_hnsw_index(student_dir, world, tmp_path):
     assert len(rel) == 5 and idx.item_ids[0] not in rel and np.all(np.diff(s) <= 1e-6)
 
 
+def test_ivf_index_is_the_approximate_default_and_finds_the_exact_neighbours(student_dir, world, tmp_path):
+    from searchrel.index.build import ivf_lists
+
+    exact = load_index(build_index(student_dir, world, tmp_path / "flat", faiss="flat", **FAST))
+    # auto leaves exact search at hnsw_min_items: IVF-Flat from there, searched through nprobe of its lists
+    idx = load_index(build_index(student_dir, world, tmp_path / "idx", hnsw_min_items=10, ivf_nprobe=4, **FAST))
+    nlist = ivf_lists(len(idx))
+    assert idx.manifest["faiss"] == {"kind": "ivf", "metric": "inner_product", "nlist": nlist, "nprobe": 4}
+    assert idx.faiss.nprobe == 4 and idx.faiss.nlist == nlist
+    idx.faiss.nprobe = nlist  # every list searched: the exact answer
+    got, _ = idx.search(exact.vectors[:20], 5)
+    want, _ = exact.search(exact.vectors[:20], 5)
+    assert (got == want).all()
+    rel, s = idx.related(idx.item_ids[0], k=5)
+    assert idx.item_ids[0] not in rel and np.all(np.diff(s[~np.isnan(s)]) <= 1e-6)
+
+
 def test_cli_build_and_refresh(student_dir, world, tmp_path):
     from searchrel.cli.index import index_app
 

@@ -58,14 +58,25 @@ from searchrel.student.model import CONFIG_FILE
 
 
 # -- FAISS -----------------------------------------------------------------------------------------
+def ivf_lists(n: int) -> int:
+    """Inverted lists of an IVF index over ``n`` items: 4 * sqrt(n), FAISS's usual rule (at least 1)."""
+    return max(1, int(4 * np.sqrt(n)))
+
+
 def build_faiss(vectors: np.ndarray, cfg: IndexConfig = IndexConfig()):
     """An inner-product FAISS index over L2-normalised ``vectors`` (row i has id i); returns (index, kind)."""
     import faiss  # faiss: the serve extra
 
     n, dim = vectors.shape
-    kind = cfg.faiss if cfg.faiss != "auto" else ("hnsw" if n >= cfg.hnsw_min_items else "flat")
+    kind = cfg.faiss if cfg.faiss != "auto" else ("ivf" if n >= cfg.hnsw_min_items else "flat")
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
+    elif kind == "ivf":
+        nlist = ivf_lists(n)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.nprobe = cfg.ivf_nprobe
+        if n:
+            index.train(np.ascontiguousarray(vectors, dtype=np.float32))
     else:
         index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = cfg.hnsw_ef_construction
@@ -158,8 +169,9 @@ def _update(student_dir, dataset, out, cfg: IndexConfig, reuse: bool) -> Path:
             "dim": int(scfg.dim), "n_items": len(ids), "text_fields": list(scfg.text.fields),
             "text": scfg.text.model_dump(), "build": "full" if reason else "refresh", "full_build_reason": reason,
             "previous_version": live_name, "counts": diff.counts, "backend": cfg.backend, "bf16": cfg.bf16,
-            "faiss": {"kind": kind, "metric": "inner_product", "ef_search": cfg.hnsw_ef_search, "m": cfg.hnsw_m}
-            if kind == "hnsw" else {"kind": kind, "metric": "inner_product"},
+            "faiss": {"kind": kind, "metric": "inner_product",
+                      **({"ef_search": cfg.hnsw_ef_search, "m": cfg.hnsw_m} if kind == "hnsw" else {}),
+                      **({"nlist": ivf_lists(len(ids)), "nprobe": cfg.ivf_nprobe} if kind == "ivf" else {})},
             "features": {}, "timings_s": {},
         }
         vdir = _publish(out, name, manifest, ids, hashes, vectors, features, index, timings, t_start, t)

@@ -141,6 +141,8 @@ def load_version(vdir: Path, with_faiss: bool = True, mmap: bool = False) -> Ite
         index = faiss.read_index(str(vdir / FAISS_FILE))
         if manifest["faiss"]["kind"] == "hnsw":
             index.hnsw.efSearch = manifest["faiss"].get("ef_search", 64)
+        elif manifest["faiss"]["kind"] == "ivf":
+            index.nprobe = manifest["faiss"]["nprobe"]
     n = len(items)
     if vectors.shape[0] != n or (index is not None and index.ntotal != n) or \
             not np.array_equal(items["row"].to_numpy(), np.arange(n)):
