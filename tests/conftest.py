@@ -109,3 +109,17 @@ def world(tmp_path_factory):
     path = tmp_path_factory.mktemp("world") / "ds"
     ds.save(path)
     return load_dataset(path)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray (2 CPUs, small object store) for a test module, shut down after it; an already running Ray is
+    used and left running."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        yield ray
+        return
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024, log_to_driver=False,
+             configure_logging=False)
+    yield ray
+    ray.shutdown()

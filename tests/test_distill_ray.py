@@ -29,17 +29,6 @@ def pairs_path(world, tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """A local Ray started once for the module; ``_run_ray`` uses it and leaves it running."""
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024, log_to_driver=False,
-             configure_logging=False)
-    yield
-    ray.shutdown()
-
 
 @pytest.fixture(scope="module")
 def reference(world, teacher, pairs_path, tmp_path_factory):

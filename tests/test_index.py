@@ -248,17 +248,6 @@ def test_cli_build_and_refresh(student_dir, world, tmp_path):
     assert r.exit_code == 2 and "not an item index" in r.output
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray = pytest.importorskip("ray")
-    if ray.is_initialized():
-        yield ray
-        return
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024, log_to_driver=False,
-             configure_logging=False)
-    yield ray
-    ray.shutdown()
-
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.integration

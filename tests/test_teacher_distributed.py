@@ -23,17 +23,6 @@ from searchrel.teacher.train import train  # noqa: E402
 from test_teacher import _config, _dataset  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 1024 * 1024, log_to_driver=False,
-             configure_logging=False)
-    yield
-    ray.shutdown()
-
-
 def _weights(run):
     return load_file(str(run / "model.safetensors"))
 
