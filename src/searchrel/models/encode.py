@@ -78,6 +78,13 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def pad_token_id(tokenizer, config_pad_id: int | None) -> int:
+    """The id batches are padded with: the tokenizer's ``<pad>`` token, else the model config's ``pad_token_id``, else
+    0 (padding is masked out, so any id gives the same embeddings)."""
+    pad = tokenizer.token_to_id("<pad>")
+    return int(pad if pad is not None else (config_pad_id or 0))
+
+
 def bucket_length(n: int, cap: int) -> int:
     """Sequence length a batch whose longest text has ``n`` tokens is padded to on the jit backend (<= ``cap``)."""
     step = 4 if n <= 16 else 8 if n <= 32 else 16 if n <= 128 else 64
@@ -191,8 +198,7 @@ class Encoder:
         self.tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
         self.tokenizer.no_padding()
         self._truncation: int | None = None
-        pad = self.tokenizer.token_to_id("<pad>")
-        self.pad_id = int(pad if pad is not None else (getattr(config, "pad_token_id", None) or 0))
+        self.pad_id = pad_token_id(self.tokenizer, getattr(config, "pad_token_id", None))
 
     @classmethod
     def for_module(cls, model, pad_id: int, pooling: str = "mean", precision: Precision = "auto",

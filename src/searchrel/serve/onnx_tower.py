@@ -51,7 +51,7 @@ import torch
 
 from searchrel.index import model_version
 from searchrel.models.backbone import pool
-from searchrel.models.encode import TRACEABLE, Encoder
+from searchrel.models.encode import TRACEABLE, Encoder, pad_token_id
 from searchrel.models.pairs import collate
 from searchrel.models.registry import backbone_for, resolve_model
 from searchrel.models.st_head import DenseHead
@@ -234,8 +234,8 @@ def _pad_id(student_dir: Path, tokenizer) -> int:
 class OnnxTextEncoder:
     """Texts in, L2-normalised float32 ``[n, dim]`` embeddings out, through an exported graph on ONNX Runtime (CPU).
 
-    ``onnx_path`` maps ``(input_ids, attention_mask)`` to one vector per row; the Rust ``tokenizers`` library
-    (``tokenizer_file``) tokenises ``prefix + text`` truncated to ``max_length`` tokens; ``head`` (a
+    ``onnx_path`` maps ``(input_ids, attention_mask)`` to one vector per row; ``tokenizer`` (a loaded Rust
+    ``tokenizers.Tokenizer``, set here to no padding and the truncation) tokenises ``prefix + text`` truncated to ``max_length`` tokens; ``head`` (a
     sentence-transformers Dense head, NumPy) is applied before the norm. ``threads`` defaults to the cores this
     process may run on. ``spin`` lets ONNX Runtime's idle worker threads busy-wait for the next call (its
     default); off here, because on a CPU shared with other work (the index, the HTTP server, other processes)
@@ -244,14 +244,12 @@ class OnnxTextEncoder:
     thread spinning changed nothing. Safe to call from several threads (ONNX Runtime sessions and Rust tokenizers are).
     """
 
-    def __init__(self, onnx_path: str | Path, tokenizer_file: str | Path, prefix: str, max_length: int, pad_id: int,
+    def __init__(self, onnx_path: str | Path, tokenizer, prefix: str, max_length: int, pad_id: int,
                  threads: int | None = None, batch_size: int = 256, spin: bool = False,
                  head: DenseHead | None = None):
-        from tokenizers import Tokenizer  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
-
         self.path = Path(onnx_path)
         self.prefix, self.max_length, self.pad_id, self.head = prefix, int(max_length), int(pad_id), head
-        self.tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        self.tokenizer = tokenizer
         self.tokenizer.no_padding()  # padded here, to the longest row of each batch
         self.tokenizer.enable_truncation(max_length=self.max_length)
         self.threads = threads or _available_cores()
@@ -303,9 +301,9 @@ class OnnxQueryEncoder(OnnxTextEncoder):
 
         self.student_dir = Path(student_dir) if student_dir is not None else Path(onnx_path).parent
         cfg = json.loads((self.student_dir / CONFIG_FILE).read_text())
-        tokenizer_file = self.student_dir / TOKENIZER_FILE
-        super().__init__(onnx_path, tokenizer_file, cfg.get("query_prefix", ""), int(cfg.get("query_max_length", 32)),
-                         _pad_id(self.student_dir, Tokenizer.from_file(str(tokenizer_file))), threads, batch_size, spin)
+        tokenizer = Tokenizer.from_file(str(self.student_dir / TOKENIZER_FILE))
+        super().__init__(onnx_path, tokenizer, cfg.get("query_prefix", ""), int(cfg.get("query_max_length", 32)),
+                         _pad_id(self.student_dir, tokenizer), threads, batch_size, spin)
 
     @classmethod
     def from_student_dir(cls, student_dir: str | Path, int8: bool = False, **kw) -> "OnnxQueryEncoder":
@@ -343,12 +341,10 @@ def zero_shot_query_encoder(name: str, student_dir: str | Path, int8: bool = Fal
     from tokenizers import Tokenizer  # tokenizers/transformers: heavy (seconds), imported where a model is loaded
 
     tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-    pad = tokenizer.token_to_id("<pad>")
-    if pad is None:
-        pad = json.loads((path / "config.json").read_text()).get("pad_token_id") or 0
-    positions = json.loads((path / "config.json").read_text()).get("max_position_embeddings", 512)
-    return OnnxTextEncoder(onnx_path, path / "tokenizer.json", backbone.query_prefix,
-                           min(backbone.max_length, positions), pad, head=DenseHead.load(path), **kw)
+    config = json.loads((path / "config.json").read_text())
+    return OnnxTextEncoder(onnx_path, tokenizer, backbone.query_prefix,
+                           min(backbone.max_length, config.get("max_position_embeddings", 512)),
+                           pad_token_id(tokenizer, config.get("pad_token_id")), head=DenseHead.load(path), **kw)
 
 
 class QueryEmbedder:
