@@ -52,19 +52,28 @@ def machine_info() -> dict:
             "load_average_at_start": os.getloadavg()}
 
 
-def calibrate(n: int = 2048, repeats: int = 7) -> dict:
+def calibrate(n: int = 2048, repeats: int = 7, dtypes: tuple[str, ...] = ("bf16", "fp32"),
+              threads: int | None = None) -> dict:
+    """GFLOP/s of an n^3 matmul per dtype (median of ``repeats``), on ``threads`` torch threads (default: as set)."""
     import torch
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
     out = {}
-    for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
-        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        for _ in range(2):
-            a @ b
-        ts = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            a @ b
-            ts.append(time.perf_counter() - t)
-        out[name] = 2 * n**3 / float(np.median(ts)) / 1e9
+    try:
+        for name in dtypes:
+            dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[name]
+            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+            for _ in range(2):
+                a @ b
+            ts = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                a @ b
+                ts.append(time.perf_counter() - t)
+            out[name] = 2 * n**3 / float(np.median(ts)) / 1e9
+    finally:
+        torch.set_num_threads(before)
     return out
 
 

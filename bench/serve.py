@@ -38,27 +38,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("SEARCHREL_PROGRESS", "0")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from encode import machine_info  # noqa: E402
+from encode import calibrate, machine_info  # noqa: E402
 
 
-def calibrate_core(n: int = 1024, repeats: int = 15) -> float:
-    """fp32 GFLOP/s of one thread on this process's core (a 1024^3 matmul, median): the same-run yardstick that
-    makes latencies from runs on different (or differently loaded) machines comparable."""
-    import torch
+def calibrate_core() -> float:
+    """fp32 GFLOP/s of one thread on this process's core (a 1024^3 matmul, median of 15): the same-run yardstick
+    that makes latencies from runs on different (or differently loaded) machines comparable."""
+    return round(calibrate(1024, 15, ("fp32",), threads=1)["fp32"], 1)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - t)
-    finally:
-        torch.set_num_threads(threads)
-    return round(2 * n**3 / float(np.median(times)) / 1e9, 1)
 
 ROOT = Path(__file__).resolve().parent.parent
 
