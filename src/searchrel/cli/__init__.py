@@ -23,7 +23,7 @@ app = typer.Typer(name="searchrel", help=__doc__, no_args_is_help=True, pretty_e
                   add_completion=False)
 app.command("synth")(data.synth_cmd)
 app.add_typer(import_app, name="import")
-app.command("annotate")(data.annotate_cmd)
+app.add_typer(data.annotate_app, name="annotate")
 app.command("split")(data.split_cmd)
 app.command("eval")(evaluation.eval_cmd)
 app.add_typer(evaluation.baseline_app, name="baseline")

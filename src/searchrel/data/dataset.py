@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -84,6 +85,9 @@ class DatasetInfo(BaseModel):
     source: str = ""
     synthetic: bool = False
     description: str = ""
+    # Per item field that a model filled: what made it (model, its content hash, settings, date, counts). Left out of
+    # dataset.json while empty, so datasets that never had a field generated are written as before.
+    provenance: dict[str, dict[str, Any]] = Field(default_factory=dict, exclude_if=lambda v: not v)
 
     @model_validator(mode="after")
     def _check(self) -> "DatasetInfo":
