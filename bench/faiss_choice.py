@@ -1,6 +1,8 @@
 """Which FAISS index for the item vectors: exact (flat) against HNSW and IVF, on real student item vectors.
 
     .venv/bin/python bench/faiss_choice.py [--world /tmp/world100k] [--items 100000] [--queries 1000] [--k 10]
+    .venv/bin/python bench/faiss_choice.py --world /tmp/world1m --index /tmp/bench-index-1m/warm \
+        --student /tmp/bench-index-1m/student      # the vectors of an index bench/index.py built (1M items)
 
 Embeds the catalogue's items with the default student's item tower (``new_student(StudentConfig())``, untrained:
 the vectors' geometry is the pretrained me5-small's, which is what an index sees before training) and uses
@@ -43,6 +45,20 @@ def vectors(world: Path, items: int, queries: int) -> tuple[np.ndarray, np.ndarr
     return student.embed(texts, "item").astype(np.float32), student.embed(q, "query").astype(np.float32)
 
 
+def index_vectors(world: Path, index: Path, student_dir: Path, queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """Item vectors from a built index (its live version) and query vectors from the student that built it."""
+    from searchrel.data.dataset import load_dataset
+    from searchrel.index import load_index
+    from searchrel.student.model import load_student
+
+    ds = load_dataset(world)
+    items = load_index(index, with_faiss=False).vectors
+    q = ds.queries["text"].tolist()
+    q = (q * (queries // len(q) + 1))[:queries]
+    q = [f"{t} {i // len(ds.queries)}" if i >= len(ds.queries) else t for i, t in enumerate(q)]  # distinct texts
+    return np.ascontiguousarray(items, np.float32), load_student(student_dir).embed(q, "query").astype(np.float32)
+
+
 def measure(name: str, index, items: np.ndarray, queries: np.ndarray, exact: np.ndarray, k: int,
             train: bool = False) -> dict:
     import faiss
@@ -77,10 +93,17 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--index", type=Path, default=None, help="take the item vectors from this built index instead "
+                    "of embedding --items of the world (with --student: the student that built it)")
+    ap.add_argument("--student", type=Path, default=None, help="with --index: the student whose query tower "
+                    "embeds the queries")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if (args.index is None) != (args.student is None):
+        ap.error("--index and --student go together")
     t = time.perf_counter()
-    items, queries = vectors(args.world, args.items, args.queries)
+    items, queries = (index_vectors(args.world, args.index, args.student, args.queries) if args.index else
+                      vectors(args.world, args.items, args.queries))
     embed_s = time.perf_counter() - t
     n, dim = items.shape
     flat = faiss.IndexFlatIP(dim)
@@ -96,7 +119,7 @@ def main() -> None:
         rows.append(measure(f"HNSW M={cfg.hnsw_m} efConstruction={cfg.hnsw_ef_construction} efSearch={ef}"
                             + (" (the default)" if ef == cfg.hnsw_ef_search else ""), index, items, queries, exact,
                             args.k))
-    for nprobe in (8, 32):
+    for nprobe in (8, 32, 64, 128):
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.nprobe = nprobe
         rows.append(measure(f"IVF-Flat nlist={nlist} nprobe={nprobe}", index, items, queries, exact, args.k,
@@ -107,7 +130,8 @@ def main() -> None:
                         train=True))
     res = {"date": dt.date.today().isoformat(), "machine": machine_info(), "items": n, "dim": dim,
            "queries": len(queries), "k": args.k, "embed_s": round(embed_s, 1),
-           "vectors": "untrained default student's item tower (me5-small, 4 layers, 256-d, L2-normalised)",
+           "vectors": "untrained default student's item tower (me5-small, 4 layers, 256-d, L2-normalised)"
+                      + (f", read from the index {args.index}" if args.index else ""),
            "rows": rows}
     lines = [f"{n:,} items, {dim}-d, {len(queries)} queries, k={args.k}:", "",
              "| index | build s | bytes/item | p50 ms | p99 ms | recall@k |", "|---|---:|---:|---:|---:|---:|"]

@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/index.py [--world /tmp/world] [--changed 30] [--out bench/results/index-YYYY-MM-DD.json]
     .venv/bin/python bench/index.py --world /tmp/world100k --changed 1000 --warm-only   # a large catalogue
+    .venv/bin/python bench/index.py --world /tmp/world1m --items 1000000 --changed 10000 --warm-only \
+        --workdir /tmp/bench-index-1m      # keep the index for bench/faiss_choice.py --index
 
 The student is ``new_student(StudentConfig())`` — me5-small towers cut to 4 layers, dim 256, features text_match
 (fitted on the catalogue) and zero_shot (the full 12-layer me5-small) — untrained, which costs the same to run as
@@ -55,13 +57,16 @@ print(json.dumps({{"import_s": t1 - t0, "load_dataset_s": t2 - t1, "call_s": t3 
 """
 
 
-def world(path: Path):
+def world(path: Path, items: int = 3000):
     from searchrel.data.dataset import load_dataset
     from searchrel.data.synth import SynthConfig, synthesize
 
-    if not (path / "dataset.json").is_file():  # what `searchrel synth PATH` writes (same defaults, seed 0)
-        synthesize(SynthConfig()).save(path)
-    return load_dataset(path)
+    if not (path / "dataset.json").is_file():  # what `searchrel synth PATH --items N` writes (seed 0)
+        synthesize(SynthConfig(n_items=items)).save(path)
+    ds = load_dataset(path)
+    if len(ds.items) != items:
+        raise SystemExit(f"{path} holds {len(ds.items):,} items, not --items {items:,}: pass another --world")
+    return ds
 
 
 def edit_titles(ds, n: int, seed: int = 0):
@@ -97,25 +102,25 @@ def cold(op: str, student: Path, dataset: Path, out: Path) -> dict:
     return {"process_wall_s": wall, **res, "manifest": json.loads((Path(res["version"]) / "manifest.json").read_text())}
 
 
-def warm(fn, *args) -> dict:
+def warm(fn, *args, **options) -> dict:
     t = time.perf_counter()
-    v = fn(*args)
+    v = fn(*args, **options)
     wall = time.perf_counter() - t
     return {"call_s": wall, "version": str(v), "manifest": json.loads((Path(v) / "manifest.json").read_text())}
 
 
-def run_warm_only(world_path: Path, n_changed: int, workdir: Path) -> dict:
+def run_warm_only(world_path: Path, items: int, n_changed: int, workdir: Path, backend: str) -> dict:
     """One full build and one refresh, in this process: for catalogues where three full builds take too long."""
     from searchrel.index import build_index, refresh_index
 
     info = machine_info()
-    ds = world(world_path)
+    ds = world(world_path, items)
     student = make_student(ds, workdir / "student")
     edited, _ = edit_titles(ds, n_changed)
     print(f"warm only: full build of {len(ds.items):,} items, then refresh after {n_changed:,} edits", file=sys.stderr)
-    full = warm(build_index, student, ds, workdir / "warm")
+    full = warm(build_index, student, ds, workdir / "warm", None, backend=backend)
     rss_build = max_rss_mb()
-    refresh = warm(refresh_index, student, edited, workdir / "warm")
+    refresh = warm(refresh_index, student, edited, workdir / "warm", None, backend=backend)
     counts = refresh["manifest"]["counts"]
     assert counts["embedded"] == n_changed and counts["changed"] == n_changed, counts
     rows = [{"step": name, "seconds": r["call_s"], "process_wall_s": None, "embedded": r["manifest"]["counts"]["embedded"],
@@ -124,18 +129,19 @@ def run_warm_only(world_path: Path, n_changed: int, workdir: Path) -> dict:
     return {"date": dt.date.today().isoformat(), "machine": info, "mode": "warm-only", "n_items": len(ds.items),
             "n_changed": n_changed, "changed_share": n_changed / len(ds.items),
             "student": "new_student(StudentConfig()): me5-small 4 layers, dim 256, text_match + zero_shot (me5-small)",
-            "backend": "local", "faiss": full["manifest"]["faiss"]["kind"], "rows": rows,
+            "backend": backend, "faiss": full["manifest"]["faiss"], "refresh_faiss": refresh["manifest"]["faiss"],
+            "rows": rows,
             "refresh_share_of_full_build": refresh["call_s"] / full["call_s"],
             "items_per_s_full_build": len(ds.items) / full["call_s"],
             "max_rss_mb_after_build": rss_build, "max_rss_mb": max_rss_mb(),
             "load_average_at_end": os.getloadavg()}
 
 
-def run(world_path: Path, n_changed: int, workdir: Path) -> dict:
+def run(world_path: Path, items: int, n_changed: int, workdir: Path) -> dict:
     from searchrel.index import build_index, load_index, refresh_index
 
     info = machine_info()
-    ds = world(world_path)
+    ds = world(world_path, items)
     student = make_student(ds, workdir / "student")
     edited, _ = edit_titles(ds, n_changed)
     edited_path = workdir / "edited"
@@ -212,7 +218,10 @@ def markdown(res: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--world", type=Path, default=Path("/tmp/world"), help="synthetic world (made if missing)")
+    ap.add_argument("--items", type=int, default=3000, help="catalogue size (the world is made when missing)")
     ap.add_argument("--changed", type=int, default=30, help="items whose title is edited before the refresh")
+    ap.add_argument("--backend", choices=("local", "ray"), default="local",
+                    help="--warm-only: embed in this process or on Ray Data (a local cluster, or RAY_ADDRESS)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the student and indexes here (default: temp)")
     ap.add_argument("--encode-backend", choices=("auto", "eager", "jit"), default=None,
                     help="SEARCHREL_ENCODE_BACKEND for the zero-shot encoder (default: as the environment says)")
@@ -226,13 +235,13 @@ def main() -> None:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         if args.warm_only:
-            res = run_warm_only(args.world, args.changed, workdir)
-            text = (f"{res['n_items']:,} items ({res['faiss']}): full build {res['rows'][0]['seconds']:.1f} s "
+            res = run_warm_only(args.world, args.items, args.changed, workdir, args.backend)
+            text = (f"{res['n_items']:,} items ({res['faiss']['kind']}): full build {res['rows'][0]['seconds']:.1f} s "
                     f"({res['items_per_s_full_build']:.0f} items/s), refresh of {res['n_changed']:,} "
                     f"{res['rows'][1]['seconds']:.1f} s = {100 * res['refresh_share_of_full_build']:.1f}% of it; "
                     f"peak memory {res['max_rss_mb']:,.0f} MB")
         else:
-            res = run(args.world, args.changed, workdir)
+            res = run(args.world, args.items, args.changed, workdir)
             text = markdown(res)
     write_result(res, "index", args.out, text)
 

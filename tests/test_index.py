@@ -218,7 +218,8 @@ def test_ivf_index_is_the_approximate_default_and_finds_the_exact_neighbours(stu
     # auto leaves exact search at hnsw_min_items: IVF-Flat from there, searched through nprobe of its lists
     idx = load_index(build_index(student_dir, world, tmp_path / "idx", hnsw_min_items=10, ivf_nprobe=4, **FAST))
     nlist = ivf_lists(len(idx))
-    assert idx.manifest["faiss"] == {"kind": "ivf", "metric": "inner_product", "nlist": nlist, "nprobe": 4}
+    assert idx.manifest["faiss"] == {"kind": "ivf", "metric": "inner_product", "nlist": nlist, "nprobe": 4,
+                                     "centroids": "trained"}
     assert idx.faiss.nprobe == 4 and idx.faiss.nlist == nlist
     idx.faiss.nprobe = nlist  # every list searched: the exact answer
     got, _ = idx.search(exact.vectors[:20], 5)
@@ -226,6 +227,29 @@ def test_ivf_index_is_the_approximate_default_and_finds_the_exact_neighbours(stu
     assert (got == want).all()
     rel, s = idx.related(idx.item_ids[0], k=5)
     assert idx.item_ids[0] not in rel and np.all(np.diff(s[~np.isnan(s)]) <= 1e-6)
+
+
+def test_ivf_refresh_keeps_the_live_centroids(student_dir, world, tmp_path):
+    """A refresh assigns vectors to the live version's IVF lists instead of training k-means again; the result
+    holds the edited catalogue's vectors and, every list searched, answers exactly."""
+    import faiss
+
+    opts = dict(hnsw_min_items=10, ivf_nprobe=4, **FAST)
+    first = load_index(build_index(student_dir, world, tmp_path / "idx", **opts))
+    ds, _ = _edited(world)
+    idx = load_index(refresh_index(student_dir, ds, tmp_path / "idx", **opts))
+    assert idx.manifest["build"] == "refresh" and idx.manifest["faiss"]["centroids"] == "kept from version 1"
+    centroids = [faiss.downcast_index(i.faiss.quantizer).reconstruct_n(0, i.faiss.nlist) for i in (first, idx)]
+    assert np.array_equal(*centroids)
+    exact = load_index(build_index(student_dir, ds, tmp_path / "exact", faiss="flat", **FAST))
+    assert np.allclose(idx.vectors, exact.vectors, atol=1e-5)
+    idx.faiss.nprobe = idx.faiss.nlist
+    got, _ = idx.search(exact.vectors[:20], 5)
+    want, _ = exact.search(exact.vectors[:20], 5)
+    assert (got == want).all()
+    # a full build trains again
+    assert load_index(build_index(student_dir, ds, tmp_path / "idx", **opts)).manifest["faiss"]["centroids"] == \
+        "trained"
 
 
 def test_cli_build_and_refresh(student_dir, world, tmp_path):

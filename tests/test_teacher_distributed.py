@@ -36,14 +36,15 @@ def _without_dropout(backbone, out):
     return out
 
 
-def test_two_workers_reach_the_weights_of_one_process(tiny_bert, tmp_path, local_ray):
+@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
+def test_two_workers_reach_the_weights_of_one_process(tiny_bert, tmp_path, local_ray, fsdp):
     ds = _dataset()
     ds.save(tmp_path / "ds")
     cfg = _config(_without_dropout(tiny_bert, tmp_path / "bert"), epochs=4, batch_size=2, patience=1000)
     cfg = cfg.model_copy(update={"device": "cpu", "bf16": False,
                                  "teacher": cfg.teacher.model_copy(update={"dropout": 0.0})})  # no random masks
     alone = train(ds, tmp_path / "alone", cfg)
-    two = train_on_ray(tmp_path / "ds", tmp_path / "two", cfg, workers=2)
+    two = train_on_ray(tmp_path / "ds", tmp_path / "two", cfg.model_copy(update={"fsdp": fsdp}), workers=2)
     a, b = _weights(alone), _weights(two)
     assert a.keys() == b.keys()
     worst = max(float(np.abs(a[k].float().numpy() - b[k].float().numpy()).max()) for k in a)
@@ -51,6 +52,7 @@ def test_two_workers_reach_the_weights_of_one_process(tiny_bert, tmp_path, local
     assert worst < 1e-4, worst  # the same steps; only the order of the gradient sums differs
     ra, rb = (json.loads((r / "train.json").read_text()) for r in (alone, two))
     assert ra["steps"] == rb["steps"] and ra["best"]["step"] == rb["best"]["step"]
+    assert (ra["parallel"], rb["parallel"]) == ("none", "fsdp" if fsdp else "ddp")
     moved = max(float(np.abs(a[k].float().numpy()).max()) for k in a if "head" in k)
     assert moved > 0
 
@@ -66,13 +68,15 @@ def _train_workers() -> list[int]:
     return [int(line.split()[0]) for line in out.splitlines()[1:] if "RayTrainWorker" in line]
 
 
-def test_a_worker_killed_mid_run_resumes_to_the_same_end(tiny_bert, tmp_path, local_ray):
+@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
+def test_a_worker_killed_mid_run_resumes_to_the_same_end(tiny_bert, tmp_path, local_ray, fsdp):
     ds = _dataset()
     ds.save(tmp_path / "ds")
     cfg = _config(_without_dropout(tiny_bert, tmp_path / "bert"), epochs=8, batch_size=2, patience=1000)
     cfg = cfg.model_copy(update={"device": "cpu", "bf16": False,
                                  "teacher": cfg.teacher.model_copy(update={"dropout": 0.0})})
     reference = train(ds, tmp_path / "alone", cfg)
+    cfg = cfg.model_copy(update={"fsdp": fsdp})  # sharded: the checkpoint gathers whole states and re-shards them
     run = tmp_path / "killed"
     killed = []
 
@@ -103,6 +107,7 @@ def test_a_worker_killed_mid_run_resumes_to_the_same_end(tiny_bert, tmp_path, lo
     assert worst < 1e-4, worst
     ra, rb = (json.loads((r / "train.json").read_text()) for r in (reference, resumed))
     assert ra["steps"] == rb["steps"] and ra["best"]["step"] == rb["best"]["step"]
+    assert rb["parallel"] == ("fsdp" if fsdp else "ddp")
 
 
 def test_the_cli_and_the_pipeline_config_train_on_workers(tiny_bert, tmp_path, local_ray):
@@ -124,7 +129,10 @@ def test_the_cli_and_the_pipeline_config_train_on_workers(tiny_bert, tmp_path, l
     from searchrel.pipeline.config import load_config
 
     cfg = load_config("demo", ["teacher.train.workers=2", "teacher.train.ray_address=ray://head:10001",
-                               "teacher.train.gpus_per_worker=1"]).train_config()
-    assert (cfg.workers, cfg.ray_address, cfg.gpus_per_worker) == (2, "ray://head:10001", 1.0)
+                               "teacher.train.gpus_per_worker=1", "teacher.train.fsdp=true"]).train_config()
+    assert (cfg.workers, cfg.ray_address, cfg.gpus_per_worker, cfg.fsdp) == (2, "ray://head:10001", 1.0, True)
     with pytest.raises(ValueError):
         TrainConfig(workers=0)
+    alone = CliRunner().invoke(app, ["teacher", "train", str(tmp_path / "ds"), "--out", str(tmp_path / "f"),
+                                     "--recipe", "cross_encoder", "--backbone", str(tiny_bert), "--fsdp"])
+    assert alone.exit_code != 0 and "--workers 2 or more" in alone.output

@@ -53,6 +53,8 @@ def train_cmd(
                                 "(the global batch stays --batch-size)"),
     ray_address: str | None = typer.Option(None, help="join this Ray cluster (default: a local Ray)"),
     gpus_per_worker: float = typer.Option(_R["gpus_per_worker"], help="GPUs per Ray worker (0: CPUs, gloo)"),
+    fsdp: bool = typer.Option(_R["fsdp"], help="shard weights, gradients and optimizer state over the --workers "
+                              "(FSDP2) instead of a full copy on each (DDP): for backbones that do not fit one device"),
 ) -> None:
     """Fine-tune the teacher on the human labels of DATASET."""
     from searchrel.teacher.recipe import train_teacher
@@ -70,7 +72,7 @@ def train_cmd(
                       max_minutes=max_minutes, select_metric=select_metric, label_smoothing=label_smoothing,
                       soft_targets=soft_targets, listwise_weight=listwise_weight, seed=seed, bf16=False if fp32 else None, device=device,
                       train_languages=train_languages.split(",") if train_languages else None,
-                      workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker)
+                      workers=workers, ray_address=ray_address, gpus_per_worker=gpus_per_worker, fsdp=fsdp)
     path = train_teacher(ds, out, cfg, resume=resume)
     console.print(f"teacher -> {path}  (evaluate: searchrel eval --model {path} --data {dataset})")
 

@@ -63,8 +63,11 @@ def ivf_lists(n: int) -> int:
     return max(1, int(4 * np.sqrt(n)))
 
 
-def build_faiss(vectors: np.ndarray, cfg: IndexConfig = IndexConfig()):
-    """An inner-product FAISS index over L2-normalised ``vectors`` (row i has id i); returns (index, kind)."""
+def build_faiss(vectors: np.ndarray, cfg: IndexConfig = IndexConfig(), centroids: np.ndarray | None = None):
+    """An inner-product FAISS index over L2-normalised ``vectors`` (row i has id i); returns (index, kind).
+
+    ``centroids``: an IVF index's coarse centroids to reuse instead of training k-means again (a refresh keeps
+    the live version's, see ``reusable_centroids``); ignored for flat and HNSW indexes."""
     import faiss  # faiss: the serve extra
 
     n, dim = vectors.shape
@@ -72,10 +75,14 @@ def build_faiss(vectors: np.ndarray, cfg: IndexConfig = IndexConfig()):
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif kind == "ivf":
-        nlist = ivf_lists(n)
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        quantizer = faiss.IndexFlatIP(dim)
+        nlist = ivf_lists(n) if centroids is None else len(centroids)
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.nprobe = cfg.ivf_nprobe
-        if n:
+        if centroids is not None:  # the trained coarse quantizer of the live version: assignment only
+            quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+            index.is_trained = True
+        elif n:
             index.train(np.ascontiguousarray(vectors, dtype=np.float32))
     else:
         index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
@@ -84,6 +91,23 @@ def build_faiss(vectors: np.ndarray, cfg: IndexConfig = IndexConfig()):
     if n:
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index, kind
+
+
+def reusable_centroids(live_dir: Path, n: int, cfg: IndexConfig) -> np.ndarray | None:
+    """The live version's IVF centroids when a refresh to ``n`` items may keep them, else None.
+
+    k-means is most of an IVF build's cost and a 1% refresh moves the item distribution by little, so a refresh
+    assigns the vectors to the live version's lists. They are trained again on a full build (a new model) and
+    when the catalogue has grown or shrunk so far that the list count is off by more than a factor of 2 from
+    ``ivf_lists(n)`` (4x the items: lists too long or too many to probe)."""
+    import faiss  # faiss: the serve extra
+
+    live = json.loads((live_dir / MANIFEST).read_text())["faiss"]
+    wanted = cfg.faiss if cfg.faiss != "auto" else ("ivf" if n >= cfg.hnsw_min_items else "flat")
+    if wanted != "ivf" or live.get("kind") != "ivf" or not 0.5 <= live["nlist"] / ivf_lists(n) <= 2:
+        return None
+    index = faiss.read_index(str(live_dir / FAISS_FILE))
+    return faiss.downcast_index(faiss.extract_index_ivf(index).quantizer).reconstruct_n(0, live["nlist"])
 
 
 # -- build / refresh -------------------------------------------------------------------------------
@@ -156,7 +180,8 @@ def _update(student_dir, dataset, out, cfg: IndexConfig, reuse: bool) -> Path:
         timings["assemble_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        index, kind = build_faiss(vectors, cfg)
+        centroids = reusable_centroids(out / VERSIONS / live_name, len(ids), cfg) if reason is None else None
+        index, kind = build_faiss(vectors, cfg, centroids)
         timings["faiss_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -171,7 +196,9 @@ def _update(student_dir, dataset, out, cfg: IndexConfig, reuse: bool) -> Path:
             "previous_version": live_name, "counts": diff.counts, "backend": cfg.backend, "bf16": cfg.bf16,
             "faiss": {"kind": kind, "metric": "inner_product",
                       **({"ef_search": cfg.hnsw_ef_search, "m": cfg.hnsw_m} if kind == "hnsw" else {}),
-                      **({"nlist": ivf_lists(len(ids)), "nprobe": cfg.ivf_nprobe} if kind == "ivf" else {})},
+                      **({"nlist": int(index.nlist), "nprobe": cfg.ivf_nprobe,
+                          "centroids": "trained" if centroids is None else f"kept from version {live_name}"}
+                         if kind == "ivf" else {})},
             "features": {}, "timings_s": {},
         }
         vdir = _publish(out, name, manifest, ids, hashes, vectors, features, index, timings, t_start, t)

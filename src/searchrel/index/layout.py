@@ -12,7 +12,8 @@ Layout of an index directory::
         vectors.npy          float32 [n, dim] L2-normalised student item embeddings
         features/<name>.npy  a feature's item state when it is an array (zero_shot: float32 [n, d])
         features/<name>.npz  ... when it is a scipy sparse matrix (text_match: CSR [n, vocab])
-        faiss.index          inner product over the vectors: IndexFlatIP, or IndexIVFFlat from 50k items
+        faiss.index          inner product over the vectors: IndexFlatIP, or IndexIVFFlat from 50k items (a
+                             refresh keeps the live version's centroids: manifest faiss.centroids says which)
 
 The model version is the sha256 of the student's ``model.safetensors``, ``student.json`` and ``features.json``
 (the fitted feature state — text_match's vocabulary — changes item states too). An item's content hash is the

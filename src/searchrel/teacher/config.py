@@ -95,3 +95,6 @@ class TrainConfig(BaseModel):
     workers: int = Field(1, ge=1)
     ray_address: str | None = None  # a running Ray cluster to join (None: a local Ray when workers > 1)
     gpus_per_worker: float = Field(0.0, ge=0)  # > 0: each worker trains on a GPU (NCCL), else on CPUs (gloo)
+    # shard weights, gradients and optimizer state over the workers (FSDP2) instead of a full copy on each (DDP):
+    # for backbones that do not fit one device; the same steps, the same checkpoints
+    fsdp: bool = False

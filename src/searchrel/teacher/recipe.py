@@ -137,6 +137,8 @@ def train_ensemble(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = Fals
 def train_cross_encoder(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False) -> Path:
     """The cross-encoder's loop: in this process, or data-parallel on Ray Train when ``cfg.workers`` > 1 or a
     cluster is named (``teacher.distributed``; the workers read the dataset from its directory)."""
+    if cfg.fsdp and cfg.workers < 2:
+        raise ValueError("--fsdp shards the model over Ray Train workers: pass --workers 2 or more")
     if cfg.workers == 1 and cfg.ray_address is None:
         return train_alone(ds, run, cfg, resume=resume)
     if ds.path is None:

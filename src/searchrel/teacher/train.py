@@ -48,6 +48,7 @@ class _Progress(BaseModel):
     tokens: int = 0
     history: list[dict] = Field(default_factory=list)
     done: bool = False
+    parallel: str = "none"  # how the latest stretch ran: none, ddp or fsdp (over how many workers: train.json)
 
 
 def _targets(labels: np.ndarray, variance: np.ndarray | None, cfg: TrainConfig) -> torch.Tensor:
@@ -76,12 +77,45 @@ def _training_pairs(ds: Dataset, cfg: TrainConfig, split: str, required: bool = 
     return pairs.reset_index(drop=True)
 
 
-def _save_checkpoint(run: Path, model: CrossEncoder, opt, sched, prog: _Progress) -> None:
+# -- sharding (FSDP2) and the full states it gathers --------------------------------------------------------
+def _shard(model: CrossEncoder) -> None:
+    """Shard ``model`` over the process group (FSDP2, in place): each transformer block its own unit (the blocks
+    the backbone names in ``_no_split_modules``, as accelerate does), the rest — embeddings, head — in the root."""
+    from torch.distributed.fsdp import fully_shard
+
+    blocks = {name for m in model.modules() for name in (getattr(m, "_no_split_modules", None) or [])}
+    for m in model.modules():
+        if type(m).__name__ in blocks:
+            fully_shard(m)
+    fully_shard(model)
+
+
+def _weights(model: CrossEncoder, sharded: bool) -> dict[str, torch.Tensor]:
+    """The trainable weights, whole. Sharded, every rank must call it (an all-gather); rank 0 gets them."""
+    if not sharded:
+        return model.trainable_state()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v.contiguous() for k, v in full.items() if k in names}
+
+
+def _optimizer_state(model: CrossEncoder, opt, sharded: bool) -> dict:
+    """The optimizer's state, whole (keyed by parameter name when sharded; every rank must call it then)."""
+    if not sharded:
+        return opt.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, opt, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def _save_checkpoint(run: Path, weights: dict, optimizer: dict, sched, prog: _Progress) -> None:
     tmp = run / "checkpoint.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(model.trainable_state(), str(tmp / "weights.safetensors"))
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
+    save_file(weights, str(tmp / "weights.safetensors"))
+    torch.save({"optimizer": optimizer, "scheduler": sched.state_dict(), "rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                tmp / "optimizer.pt")
     (tmp / "progress.json").write_text(prog.model_dump_json())
@@ -93,15 +127,28 @@ def _save_checkpoint(run: Path, model: CrossEncoder, opt, sched, prog: _Progress
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_checkpoint(run: Path, model: CrossEncoder, opt, sched) -> _Progress | None:
+def _load_checkpoint(run: Path, model: CrossEncoder, opt, sched, sharded: bool = False) -> _Progress | None:
     ckpt = run / "checkpoint"
     if not ckpt.exists() and (run / "checkpoint.old").exists():  # killed between the two renames
         (run / "checkpoint.old").rename(ckpt)
     if not (ckpt / "progress.json").exists():
         return None
-    model.load_state_dict(load_file(str(ckpt / "weights.safetensors")), strict=False)
+    weights = load_file(str(ckpt / "weights.safetensors"))
     state = torch.load(ckpt / "optimizer.pt", weights_only=False, map_location="cpu")
-    opt.load_state_dict(state["optimizer"])  # moves the moments to the parameters' device
+    if sharded:  # every rank reads the whole state and keeps its shards
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True, strict=False))
+        # strict=False: a trainable weight no batch reached yet (a backbone's pooler) has no moments to restore
+        set_optimizer_state_dict(model, opt, state["optimizer"],
+                                 options=StateDictOptions(full_state_dict=True, strict=False))
+    else:
+        model.load_state_dict(weights, strict=False)
+        opt.load_state_dict(state["optimizer"])  # moves the moments to the parameters' device
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"])
     if state.get("cuda_rng") is not None and torch.cuda.is_available():
@@ -130,10 +177,13 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False, parall
     """Train a teacher on ``ds``'s train split into ``run``; returns the finished model's directory.
 
     ``parallel`` makes this process one rank of a data-parallel run (``teacher/distributed.py`` starts them on Ray
-    Train, the process group already set up): the model is wrapped in DDP, each global batch is split over the
-    ranks with its loss weighted so that a step equals the single-process one, and rank 0 validates, writes
-    checkpoints and the finished teacher while the others follow its decisions."""
+    Train, the process group already set up): the model is wrapped in DDP (or sharded with FSDP2 when
+    ``cfg.fsdp``), each global batch is split over the ranks with its loss weighted so that a step equals the
+    single-process one, and rank 0 validates, writes checkpoints and the finished teacher while the others follow
+    its decisions. Sharded, every rank joins the forward passes of validation and the gathering of full states
+    (collectives), and rank 0 alone uses them."""
     par = parallel or Parallel()
+    sharded = cfg.fsdp and par.world > 1
     run = Path(run)
     if run.exists() and any(run.iterdir()) and not resume:
         raise FileExistsError(f"{run} is not empty: pass resume=True (--resume) to continue it, or choose another --out")
@@ -153,7 +203,9 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False, parall
     model, tokenizer = new_teacher(cfg.teacher, cfg.seed)
     model.to(device)
     net = model
-    if par.world > 1:  # gradients averaged over the ranks in backward (gloo on CPUs, NCCL on GPUs)
+    if sharded:  # each rank holds 1/world of the weights, gradients and moments; blocks gathered as they run
+        _shard(model)
+    elif par.world > 1:  # gradients averaged over the ranks in backward (gloo on CPUs, NCCL on GPUs)
         # find_unused_parameters: trainable weights a forward pass may skip (a backbone's pooler, a feature head
         # without features) would otherwise stall the gradient reduction
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=None if device.type == "cpu" else [device],
@@ -179,25 +231,36 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False, parall
     total = steps_per_epoch * cfg.epochs
     opt, sched = _optimizer(model, cfg, total)
 
-    prog = (_load_checkpoint(run, model, opt, sched) if resume else None) or _Progress()
+    prog = (_load_checkpoint(run, model, opt, sched, sharded) if resume else None) or _Progress()
     if prog.global_step:
         console.print(f"resuming {run} at step {prog.global_step} (epoch {prog.epoch + 1}, batch {prog.batch})")
+    prog.parallel = "fsdp" if sharded else "ddp" if par.world > 1 else "none"
     if par.lead:
         _write_record(run, cfg, prog, model, len(ids))
     budget = Budget(cfg.max_minutes, spent_s=prog.elapsed_s)
 
     def evaluate_and_keep() -> None:
-        if not par.lead:  # rank 0 validates and keeps the best; the others wait for its decision
+        # rank 0 validates and keeps the best; the others wait for its decision (sharded: they join its passes)
+        if not (par.lead or sharded):
             return
         if valid.empty:  # nothing to select on: the latest weights are the best
-            save_file(model.trainable_state(), str(run / "best.safetensors"))
-            prog.early.best_step = prog.global_step
+            weights = _weights(model, sharded)
+            if par.lead:
+                save_file(weights, str(run / "best.safetensors"))
+                prog.early.best_step = prog.global_step
             return
         metrics, _ = validate(model, tokenizer, ds, valid, texts, bf16, valid_features)
-        prog.history.append({"step": prog.global_step, "epoch": prog.epoch, "elapsed_s": round(budget.elapsed_s, 1),
-                             **metrics})
-        if prog.early.update(metrics[cfg.select_metric], prog.global_step):
-            save_file(model.trainable_state(), str(run / "best.safetensors"))
+        better = False
+        if par.lead:
+            prog.history.append({"step": prog.global_step, "epoch": prog.epoch,
+                                 "elapsed_s": round(budget.elapsed_s, 1), **metrics})
+            better = prog.early.update(metrics[cfg.select_metric], prog.global_step)
+        if sharded:
+            better = par.agree(better)
+        if better:
+            weights = _weights(model, sharded)
+            if par.lead:
+                save_file(weights, str(run / "best.safetensors"))
         model.train()
 
     model.train()
@@ -251,14 +314,18 @@ def train(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = False, parall
                 if epoch_end:
                     prog.epoch, prog.batch = prog.epoch + 1, 0
                 prog.elapsed_s = budget.elapsed_s
-                if par.lead and (stop or prog.global_step % cfg.checkpoint_every == 0 or epoch_end):
+                if (par.lead or sharded) and (stop or prog.global_step % cfg.checkpoint_every == 0 or epoch_end):
                     prog.done = stop or prog.epoch >= cfg.epochs
-                    _save_checkpoint(run, model, opt, sched, prog)
+                    weights, moments = _weights(model, sharded), _optimizer_state(model, opt, sharded)
+                    if par.lead:
+                        _save_checkpoint(run, weights, moments, sched, prog)
                 if stop or epoch_end:
                     break
     prog.done = True
     if not par.lead:
         return run
+    if sharded:  # the finish runs on rank 0 alone: an unsharded copy takes the best weights
+        model = new_teacher(cfg.teacher, cfg.seed)[0].to(device)
     return _finish(run, cfg, model, tokenizer, ds, valid, texts, bf16, prog, len(ids), valid_features)
 
 
@@ -279,7 +346,7 @@ def _finish(run: Path, cfg: TrainConfig, model: CrossEncoder, tokenizer, ds: Dat
 
 def _write_record(run: Path, cfg: TrainConfig, prog: _Progress, model: CrossEncoder, n_pairs: int) -> None:
     trainable = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad and "embeddings" not in n)
-    record = {"config": cfg.model_dump(), "train_pairs": n_pairs, "steps": prog.global_step,
+    record = {"config": cfg.model_dump(), "parallel": prog.parallel, "train_pairs": n_pairs, "steps": prog.global_step,
               "elapsed_s": round(prog.elapsed_s, 1), "tokens": prog.tokens,
               "tokens_per_s": round(prog.tokens / prog.elapsed_s, 1) if prog.elapsed_s else None,
               "trainable_non_embedding_params": trainable, "best": {cfg.select_metric: prog.early.best, "step": prog.early.best_step},
