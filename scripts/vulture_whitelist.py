@@ -17,7 +17,7 @@ QueryCache  # serve.cache
 intra_op_num_threads, inter_op_num_threads, graph_optimization_level, log_severity_level
 enable_progress_bars, print_on_execution_start, preserve_order
 pre_tokenizer, post_processor, normalizer, decoder
-efConstruction, efSearch
+efConstruction, efSearch, is_trained  # faiss index attributes set by index.build
 decoder_start_token_id, min_new_tokens  # transformers GenerationConfig, read by generate()
 writeable  # numpy flags
 should_exit  # uvicorn.Server, set by the workbench test to stop it

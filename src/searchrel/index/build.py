@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset, load_dataset
@@ -255,21 +256,38 @@ def _embed(texts: list[str], student_dir: Path, cfg: IndexConfig, scfg: StudentC
 
 
 def _assemble(diff: Diff, live, new_emb: np.ndarray, new_states: dict, scfg: StudentConfig) -> tuple[np.ndarray, dict]:
-    """Vectors and feature states in dataset order: copied rows first, then embedded ones, then one permutation."""
-    copied = np.flatnonzero(diff.copy)
+    """Vectors and feature states in dataset order, each in one pass: a copied item's row comes from the live
+    version (``diff.src``), an embedded one's from ``new_emb`` / ``new_states`` (in ``diff.todo`` order)."""
     n = len(diff.copy)
-    order = np.empty(n, np.int64)
-    order[copied] = np.arange(len(copied))
-    order[diff.todo] = len(copied) + np.arange(len(diff.todo))
-    old = live.vectors[diff.src] if len(copied) else np.zeros((0, scfg.dim), np.float32)
-    vectors = np.concatenate([old, new_emb.astype(np.float32, copy=False)])[order]
+    vectors = _gather(live.vectors if live is not None else None, new_emb.astype(np.float32, copy=False), diff, n)
     features = {}
     for name in scfg.features:
-        parts = [take_rows(live.features[name], diff.src) if len(copied) else None,
-                 new_states.get(name) if len(diff.todo) else None]
-        features[name] = take_rows(concat_states(parts), order) if any(p is not None for p in parts) else \
+        old = live.features[name] if live is not None else None
+        new = new_states.get(name) if len(diff.todo) else None
+        features[name] = _gather(old, new, diff, n) if old is not None or new is not None else \
             np.zeros((0, 0), np.float32)
     return vectors, features
+
+
+def _gather(old, new, diff: Diff, n: int):
+    """Row i of the result: ``old[diff.src[j]]`` for the j-th copied item, else the embedded item's row of ``new``.
+    Dense states are filled in place (no concatenation, no permutation copy); sparse ones are stacked once and
+    their rows taken once."""
+    copied = np.flatnonzero(diff.copy)
+    if sp.issparse(old) or sp.issparse(new):
+        parts = [p for p in (old if len(copied) else None, new) if p is not None]
+        offset = old.shape[0] if len(copied) else 0
+        take = np.empty(n, np.int64)
+        take[copied] = diff.src
+        take[diff.todo] = offset + np.arange(len(diff.todo))
+        return take_rows(concat_states(parts), take)
+    like = old if old is not None else new
+    out = np.empty((n, *like.shape[1:]), like.dtype)
+    if len(copied):
+        out[copied] = old[diff.src]
+    if len(diff.todo):
+        out[diff.todo] = new
+    return out
 
 
 def _publish(out: Path, name: str, manifest: dict, ids: np.ndarray, hashes: np.ndarray, vectors: np.ndarray,
