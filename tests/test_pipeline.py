@@ -61,6 +61,9 @@ faiss = "flat"
 candidates = [20]
 queries = 4
 onnx = false
+[simulate]
+searches = 2000
+bootstrap = 200
 """
 
 
@@ -86,8 +89,9 @@ def first_run(config, tmp_path_factory):
 def test_a_run_writes_every_stage_and_its_record(first_run):
     out, output = first_run
     assert set(stages(out).values()) == {"done"}
-    assert list(stages(out)) == ["data", "baselines", "teacher", "ablation", "sample", "label", "student-human",
-                                 "student-x1", "student-x2", "index", "evaluate", "latency", "report"]
+    assert list(stages(out)) == ["data", "baselines", "ratings", "teacher", "ablation", "sample", "label",
+                                 "student-human", "student-x1", "student-x2", "index", "evaluate", "rate", "simulate",
+                                 "latency", "report"]
     for name in stages(out):
         rec = json.loads(RunLayout(out).record(name).read_text())
         assert rec["status"] == "done" and rec["seconds"] >= 0 and len(rec["key"]) == 64
@@ -122,6 +126,16 @@ def test_a_run_writes_every_stage_and_its_record(first_run):
     markdown = (report / "report.md").read_text()
     assert "could not be built" not in markdown and "could not be read" not in markdown
     assert "searchrel serve --index" in output and "students/x2" in output
+    # the online experiment: BM25, zero-shot, the human-only and the served student as A/B arms, the served one
+    # interleaved with BM25 and with the human-only one, and its section in the report
+    online = json.loads((RunLayout(out).simulate / "online.json").read_text())
+    assert list(online["arms"]) == ["bm25", "zero-shot", "student-human", "student-x2"]
+    assert [(i["a"], i["b"]) for i in online["interleaving"]] == [("student-x2", "bm25"),
+                                                                  ("student-x2", "student-human")]
+    assert sum(a["searches"] for a in online["arms"].values()) == 2000
+    simulated = json.loads(RunLayout(out).record("simulate").read_text())["metrics"]
+    assert simulated["searches"] == 2000 and "preference student-x2 vs bm25" in simulated
+    assert "## Online experiment (simulated users)" in markdown and "interleaving preference" in markdown
 
 
 def _copy_of(first_run, tmp_path) -> Path:
@@ -145,13 +159,15 @@ def test_a_rerun_without_changes_reuses_every_stage(first_run, config, tmp_path)
 @pytest.mark.parametrize("change, redone", [
     # the student's settings reach the students and what reads them, not the data, teacher or labels
     (["--set", "student.train.lr=1e-4"], ["student-human", "student-x1", "student-x2", "index", "evaluate",
-                                          "latency", "report"]),
+                                          "rate", "simulate", "latency", "report"]),
     # the latency settings reach the latency check and the report only
     (["--set", "latency.queries=3"], ["latency", "report"]),
     # evaluation settings retrain no model (the ablation, an evaluation of BM25 per field set, is redone)
-    (["--set", "evaluate.ks=[8,10]"], ["baselines", "ablation", "evaluate", "report"]),
+    (["--set", "evaluate.ks=[8,10]"], ["baselines", "ablation", "evaluate", "simulate", "report"]),
+    # the simulation's settings reach the simulation and the report only
+    (["--set", "simulate.seed=1"], ["simulate", "report"]),
     # a forced stage makes what reads it run again, though their keys are unchanged
-    (["--force", "index"], ["index", "latency", "report"]),
+    (["--force", "index"], ["index", "simulate", "latency", "report"]),
 ])
 def test_a_change_redoes_only_what_it_reaches(first_run, config, tmp_path, change, redone):
     out = _copy_of(first_run, tmp_path)
@@ -164,6 +180,64 @@ def test_a_change_redoes_only_what_it_reaches(first_run, config, tmp_path, chang
     assert changed_keys <= set(redone) and "teacher" not in changed_keys
     if "evaluate.ks=[8,10]" in change:
         assert "ndcg@10" in json.loads((RunLayout(out).eval / "metrics-teacher.json").read_text())["overall"]
+
+
+def test_the_rating_round_writes_a_sheet_and_new_ratings_retrain_only_what_reads_them(first_run, config, tmp_path):
+    from searchrel.data.dataset import load_dataset
+    from searchrel.data.ratings import read_sheet, read_store
+    from searchrel.data.synth import SynthConfig, build_world
+
+    out = _copy_of(first_run, tmp_path)
+    at = RunLayout(out)
+    sheet, simulated = read_sheet(at.rate / "suggestions.csv"), read_sheet(at.rate / "simulated.csv")
+    rate = json.loads(at.record("rate").read_text())["metrics"]
+    assert len(sheet) == rate["rows"] > 0 and (sheet["grade"] == "").all() and sheet["reason"].str.len().min() > 10
+    ds = load_dataset(at.dataset)
+    assert set(sheet["query_id"].map(ds.split_of())) == {"train"}  # never a valid or test query
+    world = build_world(SynthConfig(n_items=120, n_queries=30, n_users=40, n_judged_pairs=150, n_searches=300))
+    assert simulated["grade"].astype(int).tolist() == world.true_grade(sheet["query_id"], sheet["item_id"]).tolist()
+    before = {n: json.loads(at.record(n).read_text())["key"] for n in stages(out)}
+    res = CliRunner().invoke(app, ["import", "ratings", str(at.rate / "simulated.csv"), str(out)])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["run", str(config), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    # the new labels reach the teacher and the students (and what reads them); data, baselines, the BM25 ablation
+    # and the sample are reused
+    assert {n for n, s in stages(out).items() if s == "skipped"} == {"data", "baselines", "ablation", "sample"}
+    assert {"ratings", "teacher", "label", "student-human", "student-x1", "student-x2", "index", "evaluate", "rate",
+            "report"} <= set(_redone(out))
+    after = {n: json.loads(at.record(n).read_text())["key"] for n in stages(out)}
+    assert {n for n in after if after[n] != before[n]} == set(_redone(out))  # keys chain from the ratings' content
+    merged = json.loads(at.record("ratings").read_text())["metrics"]
+    assert merged["ratings"] == len(read_store(at.ratings)) == len(sheet) and merged["new_pairs"] == len(sheet)
+    again = read_sheet(at.rate / "suggestions.csv")  # the rated pairs are not suggested again
+    assert not set(zip(again["query_id"], again["item_id"])) & set(zip(sheet["query_id"], sheet["item_id"]))
+
+
+def test_the_simulate_stage_on_data_without_a_world_records_why_it_did_not_run(first_run, config, tmp_path):
+    from searchrel.pipeline.stages import Run
+
+    out = _copy_of(first_run, tmp_path)
+    cfg = load_config(config, ["data.source=dataset", f"data.path={RunLayout(out).dataset}"])
+    (RunLayout(out).config).write_text(cfg.model_dump_json())
+    metrics = Run(cfg, out).simulate()
+    assert "not the synthetic world" in metrics["skipped"]
+    assert json.loads((RunLayout(out).simulate / "online.json").read_text()) == {"skipped": metrics["skipped"]}
+
+
+def test_suggested_vs_random_ratings_runs_on_a_synthetic_run(first_run, tmp_path):
+    out = tmp_path / "exp"
+    res = CliRunner().invoke(app, ["rate", "experiment", str(first_run[0]), "--out", str(out), "--budget", "5",
+                                   "--seeds", "2"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((out / "rating-value.json").read_text())
+    assert list(data["arms"]) == ["judgments only", "+ suggested", "+ random"] and data["languages"] == ["en"]
+    for arm in data["arms"].values():
+        runs = arm["ndcg@8"]["runs"]
+        assert len(runs) == 2 and all(0 <= v <= 1 for v in runs)
+        assert arm["ndcg@8"]["mean"] == pytest.approx(sum(runs) / 2, abs=1e-4)
+    assert {n: s["rows"] for n, s in data["sheets"].items()} == {"suggested": 5, "random-0": 5, "random-1": 5}
+    assert "| + suggested |" in (out / "rating-value.md").read_text()
 
 
 def test_a_stage_no_longer_planned_loses_its_artefacts(first_run, config, tmp_path):

@@ -26,8 +26,8 @@ from searchrel.report.sections import N_DISAGREEMENTS
 
 RUN_NAME = "synthetic <smoke> & co"
 SECTIONS = ["What was run", "Systems compared", "Per language", "Per country", "Confusion matrices",
-            "Calibration of the grade probabilities", "Feature ablation", "Amplification curve", "Latency",
-            "Where the teacher and the student disagree most"]
+            "Calibration of the grade probabilities", "Feature ablation", "Amplification curve",
+            "Online experiment (simulated users)", "Latency", "Where the teacher and the student disagree most"]
 
 
 def graded_predictions(world, pairs: pd.DataFrame, noise: float, seed: int) -> pd.DataFrame:
@@ -54,6 +54,40 @@ def write_system(run, ds, where: str, stem: str, preds: pd.DataFrame):
     result.save(d / f"metrics-{stem}.json")
     return result, {"predictions": f"../{where}/predictions-{stem}.parquet",
                     "metrics": f"../{where}/metrics-{stem}.json"}
+
+
+def _interval(mean: float, half: float) -> dict:
+    return {"mean": mean, "lo": round(mean - half, 5), "hi": round(mean + half, 5)}
+
+
+def _arm(system: str, fulfilment: float, searches: int) -> dict:
+    metrics = {"fulfilment": _interval(fulfilment, 0.011), "saves_per_search": _interval(fulfilment / 2, 0.02),
+               "clicks_per_search": _interval(1.5 * fulfilment, 0.03), "ndcg": _interval(fulfilment + 0.2, 0.004)}
+    return {"system": system, "kind": "student", "searches": searches, "impressions_per_search": 20.0, **metrics,
+            "by_language": {lang: {"searches": searches // 2, "impressions_per_search": 20.0, **metrics}
+                            for lang in ("en", "de")}}
+
+
+# what searchrel simulate writes (simulate/online.json), for two arms, two languages and one compared pair
+ONLINE = {
+    "config": {"searches": 4000, "top_k": 20, "pool_k": 50, "bootstrap": 1000, "alpha": 0.05, "power": 0.8},
+    "split": "test", "languages": ["en", "de"],
+    "world": {"seed": 0, "zipf_exponent": 1.1, "queries": 12, "searches_per_language": {"en": 2000, "de": 2000}},
+    "pool": {"sources": ["bm25", "index"], "per_query": 83.5, "relevant_per_query": 9.25},
+    "arms": {"student": _arm("student: x3", 0.6123, 2000), "bm25": _arm("BM25", 0.4567, 2000)},
+    "ab": [{"a": "student", "b": "bm25", "fulfilment": {**_interval(0.1556, 0.02), "searches_per_arm_needed": 157},
+            "ndcg": {**_interval(0.1556, 0.01), "searches_per_arm_needed": 12}}],
+    "interleaving": [{"a": "student", "b": "bm25", "searches": 4000, "searches_with_clicks": 3210, "wins_a": 2000,
+                      "wins_b": 900, "ties": 310, "preference": _interval(0.3427, 0.031), "searches_needed": 77,
+                      "by_language": {lang: {"searches": 2000, "preference": _interval(0.3311, 0.05)}
+                                      for lang in ("en", "de")}}],
+    "offline_vs_online": {"offline_metric": "ndcg@8", "offline": {"student": 0.81, "bm25": 0.62},
+                          "tau": {"fulfilment": 1.0, "ndcg": 1.0},
+                          "pairs": [{"offline_better": "student", "other": "bm25", "offline_diff": 0.19,
+                                     "fulfilment": {**_interval(0.1556, 0.02), "verdict": "agree"},
+                                     "ndcg": {**_interval(0.1556, 0.01), "verdict": "agree"}}],
+                          "statement": "Offline ndcg@8 orders the arms student > bm25; online fulfilment agrees."},
+}
 
 
 def make_run(run) -> dict:
@@ -97,6 +131,9 @@ def make_run(run) -> dict:
                     "p95_ms": n / 30 + 4, "p99_ms": n / 25 + (7 if c == "cold" else 5)}
                    for n in (50, 200, 400) for c in ("cold", "warm")],
         "query_encode_ms": {"p50": 2.5, "p99": 4.75}, "teacher_pairs_per_s": 150.0, "student_pairs_per_s": 6000.0}))
+
+    (run / "simulate").mkdir()
+    (run / "simulate" / "online.json").write_text(json.dumps(ONLINE))
 
     stages = [("data", "done", 1.25), ("baselines", "skipped", 0.5), ("teacher", "done", 240.0),
               ("ablation", "done", 30.0), ("evaluate", "done", 2.0), ("latency", "done", 4.0)]
@@ -147,6 +184,12 @@ def test_report_has_every_section_with_the_runs_numbers(built):
     for text in ("teacher: + title, description", "BM25: caption", "student: human labels only", "student: x1",
                  "Test CPU @ 2.0GHz", "40.0x", "p50 2.50 ms, p99 4.75 ms", "3-minute budget"):
         assert text in page, text
+    # the online experiment: arms with intervals, the interleaving preference, power, offline against online
+    online = page[page.index('id="online"'):page.index('id="latency"')]
+    for text in ("0.612 [0.601, 0.623]", "0.457 [0.446, 0.468]", "+0.343 [+0.312, +0.374]", "3,210", ">77<",
+                 ">157<", "+0.1556 [+0.1356, +0.1756]", "student: x3 vs BM25", "online fulfilment agrees",
+                 "4,000 searches", "bm25 ∪ index top 50", ">agree<"):
+        assert text in online, text
     # text from the data is escaped, never markup
     assert "synthetic &lt;smoke&gt; &amp; co" in page and "<smoke>" not in page
 
@@ -208,6 +251,7 @@ def test_missing_parts_become_one_line_notes(built, tmp_path):
     shutil.copytree(run, partial, ignore=shutil.ignore_patterns("report"))
     for part in ("curve", "latency"):
         shutil.rmtree(partial / part)
+    (partial / "simulate" / "online.json").write_text(json.dumps({"skipped": "its dataset is not the synthetic world"}))
     (partial / "ablation" / "ablation.json").write_text('{"teacher: caption": {"overall": 1}}')  # there, unreadable
     (partial / "report").mkdir()
     (partial / "report" / "latency.png").write_bytes(b"stale")  # an earlier report's chart does not linger
@@ -221,6 +265,7 @@ def test_missing_parts_become_one_line_notes(built, tmp_path):
     assert all(f"<h2>{t}</h2>" in page for t in SECTIONS)
     assert "latency" not in paths and not (partial / "report" / "latency.png").exists()
     assert "Not part of this run (no latency/latency.json)." in paths["markdown"].read_text()
+    assert "The simulate stage did not run an experiment: its dataset is not the synthetic world" in page
 
     bare = tmp_path / "bare"  # a run that stopped after its first stage: only run.json
     bare.mkdir()

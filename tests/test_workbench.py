@@ -393,3 +393,128 @@ def test_workbench_page_end_to_end(app, client, setup):
         path = screenshot(page, "workbench.png")
         assert not errors, errors
     assert path.is_file() and path.stat().st_size > 20_000
+
+
+# -- grading: a rater's grades land in the rating sheet `searchrel import ratings` reads ----------------------
+
+def _train_query(ds):
+    """A train query whose text (normalised) and language name it alone: (query_id, text, language)."""
+    split = ds.split_of()
+    q = ds.queries.assign(key=ds.queries["text"].map(normalise_query))
+    unique = q[~q.duplicated(["key", "language"], keep=False) & (q["query_id"].map(split) == "train")]
+    row = unique.sort_values("query_id").iloc[0]
+    return row["query_id"], row["text"], row["language"]
+
+
+@pytest.fixture
+def graded(setup, tmp_path):
+    ds, sdir, index, _ = setup
+    sheet = tmp_path / "workbench-ratings.csv"
+    with TestClient(create_app(ServeConfig(index=index, student=sdir, data=ds.path, ratings=sheet))) as c:
+        yield c, sheet
+
+
+def test_grades_land_in_the_rating_sheet_that_import_reads(graded, setup):
+    from searchrel.data.ratings import read_sheet, validate_ratings
+
+    client, sheet = graded
+    ds = setup[0]
+    qid, text, lang = _train_query(ds)
+    assert client.get("/v1/workbench/info").json()["grading"] == {"enabled": True, "file": str(sheet), "reason": None}
+    out = client.post("/v1/search", json={"query": text, "language": lang, "k": 5, "pool": 10}).json()
+    assert out["grading"] == {"enabled": True, "query_id": qid, "reason": None}
+    a, b = (i["item_id"] for i in out["items"][:2])
+    for item, grade in ((a, 2), (b, 5), (a, 4)):  # a is graded again: the second grade replaces the first
+        r = client.post("/v1/ratings", json={"query_id": qid, "item_id": item, "grade": grade, "rater": "ann"})
+        assert r.status_code == 200, r.text
+    assert r.json()["rows"] == 2
+    ratings, _ = validate_ratings(read_sheet(sheet), ds, str(sheet))
+    assert sorted(zip(ratings["item_id"], ratings["grade"], ratings["rater"])) == sorted([(a, 4, "ann"), (b, 5, "ann")])
+    row = read_sheet(sheet).set_index("item_id").loc[a]
+    assert row["query"] == text and row["language"] == lang and row["reason"] == "workbench"
+
+
+def test_bad_grades_get_422_and_held_out_queries_cannot_be_graded(graded, setup):
+    client, sheet = graded
+    ds = setup[0]
+    qid, _, _ = _train_query(ds)
+    item = ds.items["item_id"].iloc[0]
+    split = ds.split_of()
+    test_q = ds.queries[ds.queries["query_id"].map(split) == "test"].iloc[0]
+    for body, says in [
+        ({"query_id": "nope", "item_id": item, "grade": 3, "rater": "ann"}, "not a query"),
+        ({"query_id": test_q["query_id"], "item_id": item, "grade": 3, "rater": "ann"}, "leak into evaluation"),
+        ({"query_id": qid, "item_id": "nope", "grade": 3, "rater": "ann"}, "not an item"),
+        ({"query_id": qid, "item_id": item, "grade": 9, "rater": "ann"}, "off the scale 1..5"),
+        ({"query_id": qid, "item_id": item, "grade": 3, "rater": " "}, "rater"),
+        ({"query_id": qid, "item_id": item, "grade": "x", "rater": "ann"}, "grade"),
+        ({"query_id": qid, "item_id": item, "grade": 3, "rater": ""}, "rater"),
+    ]:
+        r = client.post("/v1/ratings", json=body)
+        assert r.status_code == 422 and says in r.text, (body, r.text)
+    assert not sheet.exists()
+    out = client.post("/v1/search", json={"query": test_q["text"], "language": test_q["language"], "k": 3}).json()
+    assert not out["grading"]["enabled"] and "leak into evaluation" in out["grading"]["reason"]
+    out = client.post("/v1/search", json={"query": "zzz qqq", "k": 3}).json()
+    assert not out["grading"]["enabled"] and "not a query of the dataset" in out["grading"]["reason"]
+
+
+def test_without_a_ratings_sheet_grading_is_off_and_says_how_to_turn_it_on(client, setup):
+    qid, _, _ = _train_query(setup[0])
+    info = client.get("/v1/workbench/info").json()
+    assert not info["grading"]["enabled"] and "--ratings FILE.csv" in info["grading"]["reason"]
+    r = client.post("/v1/ratings", json={"query_id": qid, "item_id": "x", "grade": 3, "rater": "ann"})
+    assert r.status_code == 409 and "--ratings FILE.csv" in r.json()["detail"]
+
+
+@pytest.mark.integration
+def test_a_rater_grades_the_shown_items_with_key_presses_in_chromium(setup, tmp_path):
+    from browser import browser_page, screenshot
+    from searchrel.data.ratings import read_sheet, validate_ratings
+
+    ds, sdir, index, _ = setup
+    sheet = tmp_path / "ratings.csv"
+    app = create_app(ServeConfig(index=index, student=sdir, data=ds.path, ratings=sheet))
+    qid, text, lang = _train_query(ds)
+    with serving(app) as url, browser_page() as page:
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(url + "/")
+        page.wait_for_selector('body[data-state="ready"]')
+        assert page.locator("#rater-box").is_visible()
+        assert "null" not in page.locator("#meta").inner_text()  # no teacher: no badge (and no "null" for one)
+        page.fill("#query", text)
+        page.select_option("#language", lang)
+        page.fill("#k", "6")
+        page.click("#search-btn")
+        page.wait_for_selector('body[data-state="done"]')
+        assert qid in page.locator("#grading").inner_text()
+        ids = [page.locator(".card").nth(j).get_attribute("data-item-id") for j in range(6)]
+
+        def graded(n):
+            page.wait_for_function(f"document.querySelectorAll('.my-grade:not([hidden])').length === {n}")
+
+        page.keyboard.press("4")  # no rater yet: nothing is saved, the page says why
+        assert "rater box" in page.locator("#error").inner_text() and not sheet.exists()
+        page.fill("#rater", "ann")
+        page.locator(".card").nth(0).click()  # focus the first item again (clicking also opens its detail)
+        page.keyboard.press("4")  # the first item; the focus moves on to the second
+        graded(1)
+        page.keyboard.press("5")
+        graded(2)
+        page.keyboard.press("j")  # skip the third
+        page.keyboard.press("3")
+        graded(3)
+        for _ in range(4):
+            page.keyboard.press("k")  # back to the first
+        page.keyboard.press("2")  # a corrected grade replaces the first
+        page.wait_for_function("document.querySelector('.card .my-grade').textContent.startsWith('graded 2')")
+        page.focus("#query")
+        page.keyboard.press("1")  # typing in the query box grades nothing
+        assert page.locator(".card.focused").get_attribute("data-item-id") == ids[1]
+        screenshot(page, "workbench-grading.png")
+        assert not errors, errors
+    ratings, _ = validate_ratings(read_sheet(sheet), ds, str(sheet))
+    assert sorted(zip(ratings["item_id"], ratings["grade"])) == sorted([(ids[0], 2), (ids[1], 5), (ids[3], 3)])
+    assert set(ratings["query_id"]) == {qid} and set(ratings["rater"]) == {"ann"}

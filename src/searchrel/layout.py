@@ -11,10 +11,13 @@
       teacher/                  the teacher directory
       ablation/ablation.json    BM25 (or teacher) per field set
       distill/pairs.parquet     sampled pairs;  distill/labels/  the teacher's labels (shards + labels.json)
+      ratings/ratings.parquet   human ratings imported into the run (``searchrel import ratings``; the run's own)
+      rate/                     the rating round's sheet (suggestions.csv) and, synthetic only, a simulated one
       students/<name>/          one student per amplification (``human``, ``x1``, ...)
       index/                    the served student's item index
       eval/systems.json         which systems were evaluated; eval/predictions-*.parquet, eval/metrics-*.json
       curve/curve.json          the amplification curve
+      simulate/online.json      the online experiment on the synthetic world (+ searches.parquet)
       latency/latency.json      the re-ranking latency measured on the served student
       report/                   report.html, report.md and the charts
 """
@@ -77,6 +80,14 @@ class RunLayout:
     def labels(self) -> Path:
         return self.root / "distill" / "labels"
 
+    @property
+    def ratings(self) -> Path:
+        return self.root / "ratings" / "ratings.parquet"
+
+    @property
+    def rate(self) -> Path:
+        return self.root / "rate"
+
     def student(self, name: str) -> Path:
         return self.root / "students" / name
 
@@ -95,6 +106,10 @@ class RunLayout:
     @property
     def curve(self) -> Path:
         return self.root / "curve"
+
+    @property
+    def simulate(self) -> Path:
+        return self.root / "simulate"
 
     @property
     def latency(self) -> Path:

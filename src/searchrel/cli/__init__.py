@@ -15,7 +15,9 @@ from searchrel.cli.distill import distill_app
 from searchrel.cli.imports import import_app
 from searchrel.cli.index import index_app
 from searchrel.cli.models import models_app
+from searchrel.cli.rate import rate_app
 from searchrel.cli.serve import serve_cmd
+from searchrel.cli.simulate import simulate_cmd
 from searchrel.cli.student import student_app
 from searchrel.cli.teacher import teacher_app
 
@@ -23,6 +25,7 @@ app = typer.Typer(name="searchrel", help=__doc__, no_args_is_help=True, pretty_e
                   add_completion=False)
 app.command("synth")(data.synth_cmd)
 app.add_typer(import_app, name="import")
+app.add_typer(rate_app, name="rate")
 app.add_typer(data.annotate_app, name="annotate")
 app.command("split")(data.split_cmd)
 app.command("eval")(evaluation.eval_cmd)
@@ -37,3 +40,4 @@ app.command("compare")(experiments.compare_cmd)
 app.command("ablate")(experiments.ablate_cmd)
 app.command("run")(pipeline.run_cmd)
 app.command("report")(report.report_cmd)
+app.command("simulate")(simulate_cmd)

@@ -1,4 +1,5 @@
-"""``searchrel import ...``: turn CrowdFlower, ESCI or any table of judged pairs into a searchrel dataset."""
+"""``searchrel import ...``: turn CrowdFlower, ESCI or any table of judged pairs into a searchrel dataset; bring a
+completed rating sheet back into a pipeline run (``import ratings``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from searchrel.data.dataset import DatasetError
+from searchrel.data.dataset import DatasetError, load_dataset
 from searchrel.data.importers import (
     ImportReport,
     import_crowdflower,
@@ -19,6 +20,9 @@ from searchrel.data.importers import (
     parse_scale,
     save_import,
 )
+from searchrel.data.ratings import import_ratings
+from searchrel.layout import RunLayout
+from searchrel.locks import exclusive
 
 import_app = typer.Typer(help="Import judged query–item pairs (CrowdFlower, ESCI, any CSV/JSONL/Parquet table) "
                               "into a searchrel dataset.", no_args_is_help=True)
@@ -105,3 +109,27 @@ def table(file: Annotated[Path, typer.Argument(help="CSV, TSV, JSONL or Parquet;
                             query_group=query_group, default_language=default_language,
                             item_language=item_language, skip_bad=skip_bad, name=name)
     _finish(run, out, quarantine, file.name)
+
+
+@import_app.command("ratings")
+def ratings(sheet: Annotated[Path, typer.Argument(help="a completed rating sheet (CSV: query_id, item_id, grade, "
+                                                       "rater; from `searchrel rate suggest` or the workbench)")],
+            run: Annotated[Path, typer.Argument(help="the pipeline run directory the sheet was made from")],
+            skip_unrated: Annotated[bool, typer.Option("--skip-unrated", help="leave rows without a grade out "
+                                                       "(default: an empty grade is an error)")] = False) -> None:
+    """Bring a completed rating sheet back as judgments of RUN: validated (every bad row listed with its row number),
+    added to RUN/ratings/ratings.parquet; the next `searchrel run ... --out RUN` retrains what the labels reach."""
+    at = RunLayout(run)
+    try:
+        if not at.dataset.is_dir():
+            raise DatasetError(f"{run}: not a pipeline run directory (no dataset/ in it)")
+        with exclusive(run / ".lock", f"{run}: a `searchrel run` is writing this run directory; import when it ends"):
+            res = import_ratings(sheet, load_dataset(at.dataset), at.ratings, skip_unrated)
+    except (DatasetError, OSError) as e:
+        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    skipped = f", {res['unrated_rows']} row(s) without a grade left out" if res["unrated_rows"] else ""
+    out_console.print(f"imported {res['ratings']} rating(s) of {res['pairs']} pair(s) over {res['queries']} "
+                      f"queries by {', '.join(res['raters'])}{skipped}; by language {res['by_language']}")
+    out_console.print(f"{res['store_ratings']} rating(s) in [bold]{res['store']}[/bold]; next: "
+                      f"`searchrel run CONFIG --out {run}` retrains the teacher and what reads it")

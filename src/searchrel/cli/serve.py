@@ -23,6 +23,9 @@ def serve_cmd(
                                      help="dataset, for the workbench at /: item fields, human labels, BM25"),
     teacher: Path | None = typer.Option(None, "--teacher", metavar="TEACHER_DIR",
                                         help="teacher, for the workbench's teacher ranker (needs --data)"),
+    ratings: Path | None = typer.Option(None, "--ratings", metavar="FILE.csv",
+                                        help="rating sheet the workbench's grades go into (needs --data): keys 1..N "
+                                             "grade the focused item; then `searchrel import ratings FILE.csv RUN`"),
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
     cache: str = typer.Option("memory", help="query-embedding cache: memory, off, or redis://host:6379/0"),
@@ -41,7 +44,8 @@ def serve_cmd(
 
     from searchrel.serve.app import create_app
 
-    cfg = ServeConfig(index=index, student=student, data=data, teacher=teacher, cache=cache, cache_items=cache_items,
+    cfg = ServeConfig(index=index, student=student, data=data, teacher=teacher, ratings=ratings, cache=cache,
+                      cache_items=cache_items,
                       cache_ttl_s=cache_ttl_s, onnx=onnx, int8=int8, max_candidates=max_candidates,
                       max_inflight=max_inflight, max_queue=max_queue)
     app = create_app(cfg)

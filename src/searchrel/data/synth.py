@@ -442,6 +442,21 @@ def _board_title(users: _Users, u: int, it: Latent, i: int, r: random.Random, ca
     return cache[key]
 
 
+def engagement(rng: np.random.Generator, grade: np.ndarray, position: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The world's users looking at pins of true ``grade`` (1..5) shown at 0-based ``position`` (arrays of one
+    shape: one search's screen, or searches x positions): ``(click, long_click, save)``, boolean arrays of that shape.
+
+    P(click) = (1 + position) ** -EXAMINATION_DECAY * ATTRACTIVENESS[grade]; given a click, a long click with
+    P_LONG_CLICK[grade] and a save with P_SAVE[grade], drawn independently. The search log is made with it, and
+    ``searchrel simulate`` replays rankings through it."""
+    g = np.asarray(grade) - SCALE.min
+    click = rng.random(g.shape) < (1 + np.asarray(position)) ** -EXAMINATION_DECAY * ATTRACTIVENESS[g]
+    long_click = click & (rng.random(g.shape) < P_LONG_CLICK[g])
+    save = click & (rng.random(g.shape) < P_SAVE[g])
+    return click, long_click, save
+
+
 def _make_log(cfg: SynthConfig, rng: np.random.Generator, queries: pd.DataFrame, items: pd.DataFrame,
               q: Latent, it: Latent, cand: np.ndarray, cand_score: np.ndarray) -> pd.DataFrame:
     """Searches with Zipf-distributed queries; impressions from the naive ranker (re-noised per search);
@@ -461,10 +476,7 @@ def _make_log(cfg: SynthConfig, rng: np.random.Generator, queries: pd.DataFrame,
     shown = np.take_along_axis(cand[sq], order, axis=1).ravel()
     search = np.repeat(np.arange(S), k)
     pos = np.tile(np.arange(k), S)
-    grade = true_grades(q, sq[search], it, shown) - SCALE.min
-    click = rng.random(len(shown)) < (1 + pos) ** -EXAMINATION_DECAY * ATTRACTIVENESS[grade]
-    long_click = click & (rng.random(len(shown)) < P_LONG_CLICK[grade])
-    save = click & (rng.random(len(shown)) < P_SAVE[grade])
+    click, long_click, save = engagement(rng, true_grades(q, sq[search], it, shown), pos)
 
     t_search = np.sort(rng.integers(0, cfg.log_days * 86_400, S))[search]
     t_click = t_search + 3 + 2 * pos + rng.integers(0, 30, len(shown))

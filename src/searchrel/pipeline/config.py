@@ -21,6 +21,8 @@ from searchrel.annotate.text import TextConfig
 from searchrel.data.synth import SynthConfig
 from searchrel.distill.config import LabelConfig, SampleConfig
 from searchrel.eval.evaluate import EvalConfig
+from searchrel.experiments.rating_round import SuggestConfig
+from searchrel.experiments.simulate import SimulateConfig
 from searchrel.index import IndexConfig
 from searchrel.student.config import StudentConfig, StudentTrainConfig
 from searchrel.teacher.config import TeacherConfig, TrainConfig
@@ -131,6 +133,23 @@ class LatencySection(Section):
         return v
 
 
+class RateSection(Section):
+    """The rating round (``searchrel rate suggest``): a sheet of the pairs whose human label would help most, in
+    ``rate/suggestions.csv``; on the synthetic world also ``rate/simulated.csv``, graded with the true grade."""
+
+    enabled: bool = True
+    suggest: SuggestConfig = Field(default_factory=SuggestConfig)
+    simulated_rater: bool = True  # synthetic world only: the sheet completed by a rater who knows the true grade
+
+
+class SimulateSection(SimulateConfig):
+    """The online experiment (``searchrel simulate``): held-out searches replayed through the run's rankers as an
+    A/B split and as team-draft interleaving, users simulated by the synthetic world; other data has no world, and
+    the stage records that it did not run."""
+
+    enabled: bool = True
+
+
 class ReportSection(Section):
     enabled: bool = True
 
@@ -148,7 +167,9 @@ class PipelineConfig(Section):
     student: StudentSection = Field(default_factory=StudentSection)
     index: IndexConfig = Field(default_factory=IndexConfig)
     evaluate: EvalConfig = Field(default_factory=EvalConfig)
+    simulate: SimulateSection = Field(default_factory=SimulateSection)
     latency: LatencySection = Field(default_factory=LatencySection)
+    rate: RateSection = Field(default_factory=RateSection)
     report: ReportSection = Field(default_factory=ReportSection)
 
     def train_config(self) -> TrainConfig:

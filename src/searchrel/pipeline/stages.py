@@ -1,7 +1,7 @@
-"""The pipeline's stages, built from a PipelineConfig: data → baselines → teacher → ablation → sample → label →
-students → index → evaluate → latency → report. Each is a thin call into the library function that does the
-work (the same one the matching CLI command calls); this module only says where artefacts go and which
-parameters each stage depends on.
+"""The pipeline's stages, built from a PipelineConfig: data → baselines → ratings → teacher → ablation → sample →
+label → students → index → evaluate → rate → simulate → latency → report. Each is a thin call into the library
+function that does the work (the same one the matching CLI command calls); this module only says where artefacts
+go and which parameters each stage depends on.
 
 Run directory::
 
@@ -10,9 +10,13 @@ Run directory::
     teacher/                  the trained teacher (+ its predictions and metrics on the evaluation split)
     ablation/                 ablation.md/.json/.png, per step a teacher when it has a budget
     distill/pairs.parquet     sampled (query, candidate) pairs; distill/labels/ the teacher's soft labels
+    ratings/ratings.parquet   human ratings imported into the run (searchrel import ratings): merged into the
+                              judgments the teacher and the students train on
+    rate/                     the rating round: suggestions.csv (and, synthetic only, simulated.csv)
     students/<human|xN>/      one student per amplification factor (the largest is the one served)
     index/                    the item index of the served student
     eval/                     systems.json, comparison.md/.json/.png; curve/ the amplification curve
+    simulate/                 online.json, searches.parquet: the online experiment on the synthetic world
     latency/latency.json      the re-ranking service timed in process
     report/                   report.html (self-contained) and report.md
     stages/<stage>.json       each stage's record; run.json the run's summary
@@ -36,17 +40,22 @@ from searchrel.baselines.bm25 import bm25_predictions
 from searchrel.baselines.embed import embed_predictions
 from searchrel.data.dataset import load_dataset
 from searchrel.data.importers import import_crowdflower
+from searchrel.data.ratings import merge_ratings, read_store, write_sheet
 from searchrel.data.splits import make_splits
-from searchrel.data.synth import synthesize
+from searchrel.data.synth import build_world, synthesize
 from searchrel.distill.label import MANIFEST, label_pairs, read_labels
 from searchrel.distill.sample import sample_pairs, save_pairs
 from searchrel.eval.evaluate import EvalResult, evaluate
 from searchrel.experiments.ablate import AblateConfig, ablate
 from searchrel.experiments.common import write_outputs
 from searchrel.experiments.curve import distilled_subset, write_curve
+from searchrel.experiments.rating_round import candidates, suggest
+from searchrel.experiments.rating_round import summary as sheet_summary
+from searchrel.experiments.rating_value import simulated_ratings
 from searchrel.experiments.scorers import load_scorer
+from searchrel.experiments.simulate import NoWorld, SimulateConfig, simulate
 from searchrel.index import build_index, load_index
-from searchrel.io import sha256_tree, write_json
+from searchrel.io import sha256_file, sha256_tree, write_json
 from searchrel.layout import RunLayout
 from searchrel.models.encode import default_threads
 from searchrel.pipeline.config import PipelineConfig
@@ -79,6 +88,12 @@ class Run:
         if self._ds is None:
             self._ds = load_dataset(self.at.dataset)
         return self._ds
+
+    def train_dataset(self):
+        """The dataset with the ratings imported into the run merged into its judgments: what the teacher and the
+        students train on (the ratings are of train queries only, so evaluation reads the same labels as before)."""
+        store = read_store(self.at.ratings)
+        return self.dataset() if store.empty else merge_ratings(self.dataset(), store)[0]
 
     @property
     def split(self) -> str:
@@ -119,6 +134,20 @@ class Run:
                 "languages": sorted(ds.queries["language"].unique().tolist()),
                 "queries_per_split": {s: int(n) for s, n in ds.queries["query_id"].map(split).value_counts().items()}}
 
+    def ratings(self) -> dict:
+        """Check the imported ratings against this run's dataset and count what they add to its judgments."""
+        store = read_store(self.at.ratings)
+        if store.empty:
+            return {"ratings": 0}
+        ds = self.dataset()
+        off = store[store["query_id"].map(ds.split_of()) != "train"]
+        if len(off):
+            raise ValueError(f"{self.at.ratings}: {len(off)} rating(s) name queries that are not train queries of "
+                             f"this run's dataset (e.g. {off['query_id'].iloc[0]}): the data config changed since "
+                             f"they were imported; move the file away to run without them")
+        _, stats = merge_ratings(ds, store)  # validates ids and grades
+        return stats | {"raters": int(store["rater"].nunique()), "sheets": sorted(store["source"].unique().tolist())}
+
     def baselines(self) -> dict:
         ds, where, metrics = self.dataset(), self.at.baselines, {}
         where.mkdir(parents=True, exist_ok=True)
@@ -132,7 +161,7 @@ class Run:
     def teacher(self) -> dict:
         run = self.at.teacher
         if not (run / CONFIG_FILE).exists():
-            train_teacher(self.dataset(), run, self.cfg.train_config(), resume=run.exists())
+            train_teacher(self.train_dataset(), run, self.cfg.train_config(), resume=run.exists())
         rec = json.loads((run / "train.json").read_text())
         return {"steps": rec.get("steps"), "train_minutes": round(rec.get("elapsed_s", 0) / 60, 2),
                 "tokens_per_s": rec.get("tokens_per_s"), "best_valid": rec.get("best")}
@@ -160,11 +189,11 @@ class Run:
         return {"pairs": m["n_pairs"], "pairs_per_s": m.get("pairs_per_s"), "backend": m.get("backend")}
 
     def student(self, factor: float | None) -> dict:
-        ds = self.dataset()
+        ds = self.train_dataset()
         run = self.at.student("human" if factor is None else factor_name(factor))
         subset = None
         if factor is not None:  # nested random subsets of one labelled sample: x1 is part of x10
-            subset = distilled_subset(read_labels(self.at.labels), factor, len(ds.judgments),
+            subset = distilled_subset(read_labels(self.at.labels), factor, len(self.dataset().judgments),
                                       self.cfg.distill.sample.seed)
         train_student(ds, run, self.cfg.student_train_config(), subset)
         rec = json.loads((run / "train.json").read_text())
@@ -223,6 +252,36 @@ class Run:
             write_curve(self.at.curve, {n: results[n] for n in students}, steps, results[teacher],
                         f"{self.dataset().info.name}: amplification curve ({self.split} split)")
         return {name: r.overall.get("ndcg@8") for name, r in results.items()}
+
+    def rate(self) -> dict:
+        """The rating round's sheet for this run (``searchrel rate suggest``) and, on the synthetic world, the same
+        sheet graded by a rater who knows the true grade (``searchrel import ratings rate/simulated.csv RUN``)."""
+        cfg, ds, where = self.cfg.rate, self.dataset(), self.at.rate
+        pool = candidates(ds, self.at.labels, self.served_student(), self.at.ratings, cfg.suggest.languages)
+        sheet = suggest(ds, pool, cfg.suggest)
+        write_sheet(sheet, where / "suggestions.csv")
+        record = sheet_summary(sheet) | {"pool": int(len(pool)), "simulated": None}
+        if cfg.simulated_rater and self.cfg.data.source == "synthetic" and len(sheet):
+            graded = simulated_ratings(build_world(self.cfg.data.synth), sheet, rater="simulated")
+            write_sheet(sheet.assign(grade=graded["grade"].to_numpy(), rater="simulated"), where / "simulated.csv")
+            record["simulated"] = "simulated.csv"
+        write_json(where / "rate.json", record)
+        return record
+
+    def simulate(self) -> dict:
+        """The online experiment on the synthetic world (``searchrel simulate``); other data has no world to
+        simulate users with, and ``simulate/online.json`` says so."""
+        cfg = SimulateConfig.model_validate(self.cfg.simulate.model_dump(exclude={"enabled"}))
+        try:
+            res = simulate(self.out, cfg.model_copy(update={"split": cfg.split or self.split}))
+        except NoWorld as e:
+            reason = str(e)
+            self.at.simulate.mkdir(parents=True, exist_ok=True)
+            write_json(self.at.simulate / "online.json", {"skipped": reason})
+            return {"skipped": reason}
+        metrics: dict = {"searches": cfg.searches, "kendall_tau": res["offline_vs_online"]["tau"].get("fulfilment")}
+        metrics |= {f"fulfilment {n}": a["fulfilment"]["mean"] for n, a in res["arms"].items()}
+        return metrics | {f"preference {i['a']} vs {i['b']}": i["preference"]["mean"] for i in res["interleaving"]}
 
     def latency(self) -> dict:
         cfg, ds = self.cfg.latency, self.dataset()
@@ -309,8 +368,12 @@ def plan(cfg: PipelineConfig, out: Path) -> tuple[Run, list[Stage]]:
         Stage("data", r.data, data_params | {"text": text}, [], ["dataset"]),
         Stage("baselines", r.baselines, {"baselines": _dump(cfg.baselines), "text": text, "eval": ev}, ["data"],
               ["baselines"]),
+        # the ratings imported into the run (their content): what the teacher and the students train on besides
+        # the dataset's judgments; nothing else reads them, so new ratings leave the data and baselines as they are
+        Stage("ratings", r.ratings, {"ratings": sha256_file(r.at.ratings) if r.at.ratings.is_file() else None},
+              ["data"], []),
         # models are evaluated by the evaluate stage: changing the split or the metrics retrains nothing
-        Stage("teacher", r.teacher, {"train": train}, ["data"], ["teacher"], resumable=True),
+        Stage("teacher", r.teacher, {"train": train}, ["data", "ratings"], ["teacher"], resumable=True),
     ]
     if cfg.ablation.enabled:
         stages.append(Stage("ablation", r.ablation, {"ablation": _dump(cfg.ablation), "train": train, "eval": ev},
@@ -324,11 +387,12 @@ def plan(cfg: PipelineConfig, out: Path) -> tuple[Run, list[Stage]]:
     ]
     student = {"train": _dump(cfg.student_train_config())}
     if cfg.distill.human_only:
-        stages.append(Stage("student-human", lambda: r.student(None), student, ["data"], ["students/human"]))
+        stages.append(Stage("student-human", lambda: r.student(None), student, ["data", "ratings"],
+                            ["students/human"]))
     for a in cfg.distill.amplifications:
         name = f"student-{factor_name(a)}"
         stages.append(Stage(name, lambda a=a: r.student(a), student | {"factor": a, "seed": cfg.distill.sample.seed},
-                            ["data", "label"], [f"students/{factor_name(a)}"]))
+                            ["data", "ratings", "label"], [f"students/{factor_name(a)}"]))
     served = f"student-{factor_name(cfg.distill.amplifications[-1])}"
     # the backend and sizes of the work do not change the index; the FAISS settings do
     index = {k: v for k, v in _dump(cfg.index).items() if not k.startswith("ray_") and k not in ("backend", "batch_size",
@@ -339,6 +403,12 @@ def plan(cfg: PipelineConfig, out: Path) -> tuple[Run, list[Stage]]:
         Stage("evaluate", r.evaluate, {"eval": ev}, ["baselines", "teacher", *students],
               ["eval", "curve"] if len(students) > 1 else ["eval"]),
     ]
+    if cfg.rate.enabled:
+        stages.append(Stage("rate", r.rate, {"rate": _dump(cfg.rate)}, ["data", "ratings", "label", served],
+                            ["rate"]))
+    if cfg.simulate.enabled:  # reads the index (the candidate pool), the students and their offline metrics
+        stages.append(Stage("simulate", r.simulate, {"simulate": _dump(cfg.simulate)}, ["data", "index", "evaluate"],
+                            ["simulate"]))
     if cfg.latency.enabled:
         stages.append(Stage("latency", r.latency, _dump(cfg.latency), ["index", "label"], ["latency"]))
     if cfg.report.enabled:

@@ -9,6 +9,7 @@ Layout read (every part but ``run.json`` optional)::
     ablation/ablation.json   ``experiments.common.write_outputs``: {system: EvalResult, ..., "notes": [...]}
     curve/curve.json         the same format, for the amplification curve
     latency/latency.json     machine, rerank percentiles, query encoding, teacher/student throughput
+    simulate/online.json     the online experiment: arms, languages, A/B, interleaving, offline vs online
 
 A part that is present but unreadable does not stop the report: it is left out and said so in ``problems``.
 """
@@ -94,6 +95,7 @@ class Run:
     ablation: Experiment | None = None
     curve: Experiment | None = None
     latency: dict[str, Any] | None = None
+    online: dict[str, Any] | None = None  # simulate/online.json
     problems: list[str] = field(default_factory=list)  # parts present but unreadable, said in the report
 
     def system(self, name: str | None) -> System | None:
@@ -136,7 +138,7 @@ def collect(run_dir: Path) -> Run:
     at = RunLayout(run_dir)
     for path, reader in ((at.dataset, _read_dataset), (at.systems, _read_systems),
                          (at.ablation / "ablation.json", _read_ablation), (at.curve / "curve.json", _read_curve),
-                         (at.latency, _read_latency)):
+                         (at.latency, _read_latency), (at.simulate / "online.json", _read_online)):
         if path.exists():
             try:
                 reader(run)
@@ -229,3 +231,10 @@ def _read_latency(run: Run) -> None:
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object")
     run.latency = data
+
+
+def _read_online(run: Run) -> None:
+    data = _json(RunLayout(run.path).simulate / "online.json")
+    if not isinstance(data, dict) or not ("skipped" in data or "arms" in data):
+        raise ValueError("expected the JSON object searchrel simulate writes")
+    run.online = data

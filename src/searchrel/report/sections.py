@@ -54,6 +54,7 @@ TITLES = {  # section id -> heading, in reading order
     "calibration": "Calibration of the grade probabilities",
     "ablation": "Feature ablation",
     "curve": "Amplification curve",
+    "online": "Online experiment (simulated users)",
     "latency": "Latency",
     "disagreements": "Where the teacher and the student disagree most",
 }
@@ -67,8 +68,8 @@ def build_document(run: Run, out: Path) -> Document:
     """Every section, in reading order; figures are written into ``out``."""
     builders: dict[str, Callable[[Run, Path], Section]] = {
         "run": overview, "comparison": comparison, "by-language": by_language, "by-country": by_country,
-        "confusion": confusion, "calibration": calibration, "ablation": ablation, "curve": curve, "latency": latency,
-        "disagreements": disagreements}
+        "confusion": confusion, "calibration": calibration, "ablation": ablation, "curve": curve, "online": online,
+        "latency": latency, "disagreements": disagreements}
     subtitle = f"run directory {run.path}" + (f", finished {run.finished}" if run.finished else "")
     return Document(title=f"searchrel report: {run.name}", subtitle=subtitle,
                     sections=[_guarded(sid, builders[sid], run, out) for sid in TITLES])
@@ -409,6 +410,95 @@ def latency(run: Run, out: Path) -> Section:
     if t and s:
         other.append(["student / teacher (different setups: see above)", f"{s / t:,.1f}x"])
     sec.blocks.append(Table(["", "value"], other))
+    return sec
+
+
+# --- online experiment ---------------------------------------------------------------------------------------
+
+def _ci(v: dict | None, digits: int = 3, signed: bool = False) -> str:
+    """An estimate with its interval, "0.512 [0.498, 0.526]"; n/a where there is none."""
+    if not v or v.get("mean") is None:
+        return "n/a"
+    f = f"{{:{'+' if signed else ''}.{digits}f}}"
+    return f"{f.format(v['mean'])} [{f.format(v['lo'])}, {f.format(v['hi'])}]"
+
+
+def _searches(n: int | None) -> str:
+    return "∞ (no measured effect)" if n is None else f"{n:,}"
+
+
+def online(run: Run, out: Path) -> Section:
+    sec = _section("online")
+    res = run.online
+    if res is None:
+        sec.blocks.append(missing(run, "simulate/online.json"))
+        return sec
+    if "skipped" in res:
+        sec.blocks.append(Note(f"The simulate stage did not run an experiment: {res['skipped']}"))
+        return sec
+    cfg, world, pool, arms = res["config"], res["world"], res["pool"], res["arms"]
+    k = cfg["top_k"]
+    name = {n: a.get("system", n) for n, a in arms.items()}
+    sec.blocks.append(Paragraph(
+        f"{cfg['searches']:,} searches replayed over the {world['queries']:,} queries of the {res['split']} split "
+        f"(Zipf within each language, exponent {world['zipf_exponent']:g}, in the order of the world's search "
+        "log; languages in proportion to their queries). Each search's candidates: "
+        f"{' ∪ '.join(pool['sources'])} top {cfg['pool_k']} ({pool['per_query']:g} per query, "
+        f"{pool['relevant_per_query']:g} of them truly relevant); every arm re-ranks the same pool and the user "
+        f"sees its top {k}. A/B: each search goes to one of {len(arms)} arms at random. Interleaving: every "
+        "search again, team-draft, once per compared pair. Users click, stay (long click) and save by the "
+        "synthetic world's click model on the true grade. Fulfilled = a save or a long click. Intervals: "
+        f"bootstrap 95% over searches ({cfg['bootstrap']:,} resamples)."))
+    ovo = res.get("offline_vs_online") or {}
+    offline = ovo.get("offline") or {}
+    rows = [[name[n], n, f"{a['searches']:,}", _ci(a["fulfilment"]), _ci(a["saves_per_search"]),
+             _ci(a["clicks_per_search"]), _ci(a["ndcg"]), num(offline.get(n))] for n, a in arms.items()]
+    sec.blocks.append(Table(["system", "arm", "searches", "fulfilment", "saves / search", "clicks / search",
+                             f"online NDCG@{k}", f"offline {metric_label(ovo.get('offline_metric', PRIMARY))}"],
+                            rows, numeric={2, 3, 4, 5, 6, 7},
+                            caption=f"A/B arms; online NDCG@{k} is the shown screen against the true grades."))
+    if ovo.get("statement"):
+        sec.blocks.append(Paragraph(ovo["statement"]))
+    comparisons = []
+    for il, ab in zip(res.get("interleaving", []), res.get("ab", [])):
+        comparisons.append([f"{name.get(il['a'], il['a'])} vs {name.get(il['b'], il['b'])}",
+                            _ci(il["preference"], signed=True), f"{il['searches_with_clicks']:,}",
+                            _searches(il["searches_needed"]), _ci(ab["fulfilment"], 4, signed=True),
+                            _searches(ab["fulfilment"]["searches_per_arm_needed"]), _ci(ab["ndcg"], signed=True)])
+    if comparisons:
+        sec.blocks.append(Table(
+            ["A vs B", "interleaving preference for A", "searches with clicks", "interleaved searches needed",
+             "A/B fulfilment A − B", "A/B searches per arm needed", f"A/B NDCG@{k} A − B"], comparisons,
+            numeric={1, 2, 3, 4, 5, 6},
+            caption=f"Preference = (wins A − wins B) / searches with a credited click. Searches needed: to detect "
+                    f"the measured effect at α = {cfg['alpha']:g} with power {cfg['power']:g} (normal "
+                    "approximation; an A/B per arm, interleaving in all)."))
+    rows = [[lang, name[n], f"{a['by_language'][lang]['searches']:,}", _ci(a["by_language"][lang]["fulfilment"]),
+             _ci(a["by_language"][lang]["saves_per_search"]), _ci(a["by_language"][lang]["ndcg"])]
+            for lang in res["languages"] for n, a in arms.items() if lang in a["by_language"]]
+    blocks: list = [Table(["language", "system", "searches", "fulfilment", "saves / search", f"online NDCG@{k}"],
+                          rows, numeric={2, 3, 4, 5})]
+    il_rows = [[lang, f"{name.get(il['a'], il['a'])} vs {name.get(il['b'], il['b'])}",
+                f"{il['by_language'][lang]['searches']:,}", _ci(il["by_language"][lang]["preference"], signed=True)]
+               for lang in res["languages"] for il in res.get("interleaving", []) if lang in il["by_language"]]
+    if il_rows:
+        blocks.append(Table(["language", "A vs B", "searches", "interleaving preference for A"], il_rows,
+                            numeric={2, 3}))
+    sec.blocks.append(Details(f"Per language ({len(res['languages'])})", blocks))
+    if ovo.get("pairs"):
+        pair_rows = [[f"{name.get(p['offline_better'], p['offline_better'])} vs {name.get(p['other'], p['other'])}",
+                      f"{p['offline_diff']:+.3f}", _ci(p["fulfilment"], 4, signed=True), p["fulfilment"]["verdict"],
+                      _ci(p["ndcg"], signed=True), p["ndcg"]["verdict"],
+                      _ci(p.get("interleaving"), signed=True), (p.get("interleaving") or {}).get("verdict", "—")]
+                     for p in ovo["pairs"]]
+        sec.blocks.append(Details("Every pair of arms, offline against online", [Table(
+            ["offline better vs other", "offline difference", "online fulfilment difference", "",
+             f"online NDCG@{k} difference", "", "interleaving preference", ""], pair_rows, numeric={1, 2, 4, 6},
+            caption="Online differences are the offline-better arm's minus the other's (the interleaving preference "
+                    "is for the offline-better arm; n/a where the pair was not interleaved). agree: the interval "
+                    "excludes 0 on the offline side; flip: on the other side; not separated: it includes 0.")]))
+    sec.blocks.append(Note("Simulated users are the world's click model, not people: the experiment measures how "
+                           "rankings differ under that model (docs/online.md says what it leaves out)."))
     return sec
 
 

@@ -1,6 +1,6 @@
 """The HTTP service (FastAPI): re-ranking, related items, home feed, health, Prometheus metrics, and the relevance
-workbench (a page at ``/`` over ``/v1/search``, ``/v1/compare``, ``/v1/items/{id}`` and ``/v1/workbench/info``;
-its logic is ``searchrel.serve.workbench``).
+workbench (a page at ``/`` over ``/v1/search``, ``/v1/compare``, ``/v1/items/{id}``, ``/v1/workbench/info`` and
+``/v1/ratings``, where a rater's grades go; its logic is ``searchrel.serve.workbench``).
 
 Bad input gets a 4xx that says what is wrong, never a 500: empty or oversized queries and payloads, too many
 candidates, unknown ids (reported per item in a re-rank; 404 where nothing else can be answered). Under overload
@@ -28,7 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from searchrel.serve.service import ServeConfig, Service
-from searchrel.serve.workbench import RankerUnavailable, TeacherLoadError, Workbench
+from searchrel.serve.workbench import GradeRejected, GradingOff, RankerUnavailable, TeacherLoadError, Workbench
 
 STATIC = Path(__file__).parent / "static"
 WORKBENCH_LANE = ("/v1/search", "/v1/compare")  # requests that may run the teacher: their own lane
@@ -147,6 +147,13 @@ class CompareRequest(Body):
     include_judged: bool = True
 
 
+class RatingRequest(Body):
+    query_id: str = Field(min_length=1, max_length=200, description="the graded query (a train query of the dataset)")
+    item_id: str = Field(min_length=1, max_length=200)
+    grade: int = Field(description="a grade on the dataset's scale")
+    rater: str = Field(min_length=1, max_length=100, description="who graded")
+
+
 def _metrics():
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram  # prometheus_client: the serve extra
 
@@ -201,7 +208,7 @@ def _replay(body: bytes, receive):
 def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
     """The FastAPI app over a loaded ``Service`` (loaded from ``cfg`` unless given)."""
     svc = service or Service(cfg)
-    bench = Workbench(svc, cfg.data, cfg.teacher)  # the page at / and its endpoints
+    bench = Workbench(svc, cfg.data, cfg.teacher, cfg.ratings)  # the page at / and its endpoints
     app = FastAPI(title="searchrel", version="1", description="Relevance re-ranking with a distilled bi-encoder "
                   "student; related items and home feed from the same item embeddings.")
     app.state.service = svc
@@ -389,6 +396,17 @@ def create_app(cfg: ServeConfig, service: Service | None = None) -> FastAPI:
     def workbench_info() -> dict:
         """What the workbench can do here: rankers (and why one is not available), dataset, languages, examples."""
         return bench.info()
+
+    @app.post("/v1/ratings", responses=ERRORS)
+    def rate(req: RatingRequest) -> dict:
+        """One rater's grade of one (train query, item) pair, saved into the server's rating sheet (``--ratings``;
+        the format ``searchrel import ratings`` reads); the same rater grading the pair again replaces the grade."""
+        try:
+            return bench.grade(req.query_id, req.item_id, req.grade, req.rater)
+        except GradingOff as e:
+            raise HTTPException(409, str(e)) from None
+        except GradeRejected as e:
+            raise HTTPException(422, str(e)) from None
 
     @app.get("/", include_in_schema=False)
     def workbench_page() -> FileResponse:

@@ -36,6 +36,7 @@ class ServeConfig(BaseModel):
     student: Path
     data: Path | None = None  # a dataset, for the workbench: item fields, human labels, BM25 and teacher views
     teacher: Path | None = None  # the workbench's teacher view
+    ratings: Path | None = None  # the workbench's grades go into this rating sheet (CSV; searchrel import ratings)
     onnx: bool = True  # query side on ONNX Runtime: the query tower and the zero_shot feature's model (False: PyTorch)
     int8: bool = False  # both query-side ONNX models dynamically quantised to int8
     cache: str | None = "memory"  # memory, off, or redis://host:port/db

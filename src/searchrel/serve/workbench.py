@@ -22,6 +22,12 @@ grade from ``Service.rerank``; ``teacher``: expected grade from the cross-encode
 pairs, the teacher's own text config building the item text. The teacher is loaded once, on first use, and
 scores one request at a time (a lock). Ties are broken by item id (``searchrel.eval.metrics.rank_order``), as
 offline evaluation does.
+
+**Grading.** With a ratings sheet (``ServeConfig.ratings``), a rater grades the shown items of a query: the typed
+query must be a train-split query of the dataset (its text, and its language when one is given, name exactly one
+query; a valid or test query is never graded — the grade would leak into evaluation). Each grade goes into the
+sheet in the format of ``searchrel.data.ratings`` (one row per rater and pair, a corrected grade replacing the
+earlier one), which ``searchrel import ratings`` reads back.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import pandas as pd
 from searchrel.annotate.text import build_item_texts, normalise_query
 from searchrel.baselines.bm25 import BM25Scorer
 from searchrel.data.dataset import load_dataset
+from searchrel.data.ratings import upsert_sheet_row
 from searchrel.eval.grades import decode_grades
 from searchrel.eval.metrics import ndcg_at_k, rank_order
 from searchrel.teacher import inference as teacher_inference
@@ -48,6 +55,14 @@ SOURCES = ("bm25", "ann", "judged")
 
 class RankerUnavailable(Exception):
     """The ranker cannot run in this server's configuration; the message says why and what would enable it."""
+
+
+class GradeRejected(ValueError):
+    """A grade the workbench cannot take (unknown or held-out query, unknown item, off the scale, no rater)."""
+
+
+class GradingOff(RuntimeError):
+    """The server has no ratings sheet to write grades into."""
 
 
 class TeacherLoadError(RuntimeError):
@@ -101,8 +116,10 @@ class Ranking:
 class Workbench:
     """The workbench over a loaded ``Service`` and, optionally, a dataset and a teacher; thread-safe."""
 
-    def __init__(self, service, data: Path | None = None, teacher: Path | None = None):
+    def __init__(self, service, data: Path | None = None, teacher: Path | None = None, ratings: Path | None = None):
         self.svc = service
+        self.ratings = Path(ratings) if ratings is not None else None  # the sheet grades go into
+        self._ratings_lock = threading.Lock()
         self.ds = load_dataset(data) if data is not None else None
         self.scale = self.ds.info.scale if self.ds is not None else service.student.config.scale
         self.grades = np.asarray(self.scale.grades, dtype=float)
@@ -124,6 +141,8 @@ class Workbench:
             self.item_judgments: dict[str, list[dict]] = {}
         self.position = pd.Series(np.arange(len(self.catalogue)), index=pd.Index(self.catalogue))
         self._catalogue = np.asarray(self.catalogue, dtype=object)
+        if self.ratings is not None and self.ds is None:
+            raise ValueError("grading (--ratings) needs the dataset: start the server with --data DATASET")
         self.teacher_dir = Path(teacher) if teacher is not None else None
         self.teacher_config = self._check_teacher() if self.teacher_dir is not None else None
         self._teacher = None
@@ -133,6 +152,12 @@ class Workbench:
     # -- setup ----------------------------------------------------------------------------------------
     def _index_judgments(self) -> None:
         ds = self.ds
+        split = ds.split_of()
+        self.all_queries: dict[str, list[dict]] = {}  # normalised text -> every query with it (for grading)
+        for row in ds.queries[["query_id", "text", "language"]].itertuples(index=False):
+            self.all_queries.setdefault(normalise_query(row.text), []).append(
+                {"query_id": str(row.query_id), "text": row.text, "language": row.language,
+                 "split": str(split.get(row.query_id, ""))})
         self.judged_queries = {}
         q = ds.queries[ds.queries["query_id"].isin(ds.judgments["query_id"])]
         for row in q[["query_id", "text", "language"]].itertuples(index=False):
@@ -220,6 +245,10 @@ class Workbench:
             "item fields and human labels need the dataset: start the server with --data DATASET",
             "scale": {"grades": self.scale.grades, "names": self.scale.names},
             "examples": self.examples(),
+            "grading": {"enabled": self.ratings is not None,
+                        "file": None if self.ratings is None else str(self.ratings),
+                        "reason": None if self.ratings is not None else
+                        "start the server with --data DATASET --ratings FILE.csv to grade items"},
             "teacher": None if self.teacher_dir is None else
             {"path": str(self.teacher_dir), "backbone": Path(self.teacher_config.backbone).name,
              "loaded": self._teacher is not None},
@@ -352,6 +381,54 @@ class Workbench:
         probs = probs.astype(float)
         return probs @ self.grades, probs, decode_grades(probs, model.config.scale, model.config.thresholds)
 
+    # -- grading ---------------------------------------------------------------------------------------
+    def grading(self, query: str, language: str | None) -> dict:
+        """Whether the shown items of ``query`` can be graded here, the query id grades go to, or why not."""
+        if self.ratings is None:
+            return {"enabled": False, "query_id": None, "reason": "grading is off: start the server with --ratings "
+                                                                  "FILE.csv"}
+        found = self.all_queries.get(normalise_query(query), [])
+        if language:
+            found = [q for q in found if q["language"] == language]
+        if not found:
+            return {"enabled": False, "query_id": None, "reason": "not a query of the dataset: only its train queries "
+                                                                  "can be graded"}
+        if len(found) > 1:
+            langs = ", ".join(sorted({q["language"] for q in found}))
+            return {"enabled": False, "query_id": None, "reason": f"the text is a query in several languages "
+                                                                  f"({langs}): pick the language"}
+        q = found[0]
+        if q["split"] != "train":
+            return {"enabled": False, "query_id": q["query_id"], "reason": f"{q['query_id']} is a {q['split']} query: "
+                    f"grading it would leak into evaluation"}
+        return {"enabled": True, "query_id": q["query_id"], "reason": None}
+
+    def grade(self, query_id: str, item_id: str, grade: int, rater: str) -> dict:
+        """Save one rater's grade of one pair into the ratings sheet; raise ``GradeRejected`` saying what is wrong."""
+        if self.ratings is None:
+            raise GradingOff("grading is off: start the server with --data DATASET --ratings FILE.csv")
+        rater = rater.strip()
+        queries = self.ds.queries.set_index("query_id")
+        if query_id not in queries.index:
+            raise GradeRejected(f"query_id {query_id!r} is not a query of the dataset")
+        split = self.ds.split_of().get(query_id)
+        if split != "train":
+            raise GradeRejected(f"{query_id} is a {split} query: grading it would leak into evaluation")
+        if item_id not in self.position.index:
+            raise GradeRejected(f"item_id {item_id!r} is not an item of the dataset")
+        if grade not in self.scale.grades:
+            raise GradeRejected(f"grade {grade} is off the scale {self.scale.min}..{self.scale.max}")
+        if not rater or any(c in rater for c in "\r\n"):
+            raise GradeRejected("rater must be a name or an id on one line")
+        q = queries.loc[query_id]
+        title = self.items.at[item_id, "title"] if "title" in self.items else ""
+        row = {"query_id": query_id, "item_id": item_id, "language": q["language"], "query": q["text"],
+               "item_title": _field_value(title) or "", "reason": "workbench", "grade": str(grade), "rater": rater}
+        with self._ratings_lock:
+            n = upsert_sheet_row(self.ratings, row)
+        return {"saved": True, "query_id": query_id, "item_id": item_id, "grade": grade, "rater": rater,
+                "rows": n, "file": str(self.ratings)}
+
     # -- the responses --------------------------------------------------------------------------------
     def _items(self, ranking: Ranking, pool: Pool, k: int, other: Ranking | None = None) -> list[dict]:
         top = ranking.ids[:k]
@@ -397,6 +474,7 @@ class Workbench:
 
     def _head(self, query: str, language: str | None, k: int, pool: Pool, started: float, t_pool: float) -> dict:
         return {"query": query, "language": language, "k": k, "pool": pool.summary(), "judged_query": pool.judged,
+                "grading": self.grading(query, language),
                 "scale": {"grades": self.scale.grades, "names": self.scale.names},
                 "model_version": self.svc.model_version[:12], "index_version": self.svc.index.version,
                 "timing_ms": {"pool": round(1000 * (t_pool - started), 3)}}

@@ -1,12 +1,12 @@
-// The relevance workbench: plain JS over /v1/workbench/info, /v1/search, /v1/compare, /v1/items/{id} and
-// /v1/items/{id}/related. No build step, no external assets. Every text from the server is set as text, never HTML.
+// The relevance workbench: plain JS over /v1/workbench/info, /v1/search, /v1/compare, /v1/items/{id},
+// /v1/items/{id}/related and /v1/ratings (a rater's grades: j/k move between items, a grade's key grades). No build step, no external assets. Every text from the server is set as text, never HTML.
 "use strict";
 
 const RANKER_NAMES = { bm25: "BM25", student: "student (bi-encoder)", teacher: "teacher (cross-encoder)" };
 const SHORT_NAMES = { bm25: "BM25", student: "student", teacher: "teacher" };
 const FIELD_LABELS = { description: "description", image_caption: "image", board_titles: "boards",
   engaged_queries: "searches" };
-const state = { info: null, scale: null, selected: null, last: null };
+const state = { info: null, scale: null, selected: null, last: null, focus: -1, grades: {} };
 const $ = (id) => document.getElementById(id);
 
 // h("div", {class: "x", onclick: f}, child, "text", ...): a DOM element; strings become text nodes.
@@ -69,7 +69,7 @@ async function init() {
     h("span", { class: "badge" }, ds ? `dataset ${ds.name} · ${ds.n_items.toLocaleString()} items` : "no dataset"),
     h("span", { class: "badge" }, `student ${info.model_version}`),
     h("span", { class: "badge" }, `index v${info.index_version} · ${info.index_items.toLocaleString()} items`),
-    info.teacher ? h("span", { class: "badge", title: info.teacher.path }, `teacher ${info.teacher.backbone}`) : null);
+    ...(info.teacher ? [h("span", { class: "badge", title: info.teacher.path }, `teacher ${info.teacher.backbone}`)] : []));
   if (ds && ds.synthetic) meta.append(h("span", { class: "badge" }, "synthetic data"));
 
   for (const lang of info.languages) $("language").append(h("option", { value: lang }, lang));
@@ -103,6 +103,12 @@ async function init() {
     }
   }
 
+  if (info.grading.enabled) {
+    $("rater-box").hidden = false;
+    $("rater").value = localStorage.getItem("searchrel.rater") || "";
+    $("rater").addEventListener("change", () => localStorage.setItem("searchrel.rater", $("rater").value.trim()));
+  }
+  document.addEventListener("keydown", onKey);
   $("compare").addEventListener("change", () => { $("ranker-b").disabled = !$("compare").checked; });
   $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); run(); });
   readHash();
@@ -171,6 +177,8 @@ function render(data) {
   for (const col of columns) box.append(renderColumn(col, data, columns.length > 1));
   $("results").replaceChildren(box);
   if (state.selected) markSelected(state.selected);
+  state.focus = -1;
+  if (data.grading.enabled) setFocus(0);
 }
 
 function renderStatus(data) {
@@ -191,6 +199,14 @@ function renderStatus(data) {
       `, ${s.same_position} at the same place · Spearman over the pool ${fmt(s.spearman)}`));
   }
   parts.push(" · ", `${Math.round(data.timing_ms.total)} ms`);
+  const g = data.grading;
+  if (g.enabled) {
+    const keys = `${state.scale.grades[0]}–${state.scale.grades[state.scale.grades.length - 1]}`;
+    parts.push(h("br"), h("span", { id: "grading", class: "grading on" }, `grading ${g.query_id}: j/k move, `
+      + `${keys} grades the focused item (saved to ${state.info.grading.file})`));
+  } else if (state.info.grading.enabled) {
+    parts.push(h("br"), h("span", { id: "grading", class: "grading off" }, `no grading here: ${g.reason}`));
+  }
   $("status").replaceChildren(...parts);
 }
 
@@ -269,14 +285,67 @@ function renderCard(item, ranker, other, k) {
     ...item.sources.map((s) => h("span", { class: "src", title: "retrieved by" }, s)),
     item.in_index ? null : h("span", { class: "src", title: "not in the index: embedded from its text" }, "not indexed"));
   const fields = fieldRows(f, ["title", "language"]);
+  const mine = state.last && state.last.grading.enabled
+    ? state.grades[`${state.last.grading.query_id}\u0000${item.item_id}`] : undefined;
+  const myGrade = h("span", { class: "my-grade", hidden: mine === undefined,
+    style: mine === undefined ? null : `background:${gradeColour(mine)}` },
+  mine === undefined ? "" : `graded ${gradeName(mine)}`);
   return h("li", { class: "card", dataset: { itemId: item.item_id, rank: item.rank },
-    onclick: () => select(item.item_id) },
+    onclick: (ev) => { focusItem(ev.currentTarget); select(item.item_id); } },
   h("div", { class: "rank" }, item.rank),
   h("div", { class: "body" },
-    h("div", { class: "line1" }, moveBadge(item, other, k), title, label),
+    h("div", { class: "line1" }, moveBadge(item, other, k), title, label, myGrade),
     idline,
     h("div", { class: "scoreline" }, ...renderProbs(item, ranker)),
     fields.length ? h("dl", { class: "fields" }, ...fields) : null));
+}
+
+// -- grading: j/k move the focus over the first column's items, a grade's key grades the focused one -------
+function gradable() { return [...document.querySelectorAll(".column:first-child .card")]; }
+
+function setFocus(i) {
+  const cards = gradable();
+  if (!cards.length) return;
+  state.focus = Math.max(0, Math.min(cards.length - 1, i));
+  cards.forEach((c, j) => c.classList.toggle("focused", j === state.focus));
+  cards[state.focus].scrollIntoView({ block: "nearest" });
+}
+
+function focusItem(card) {
+  const i = gradable().indexOf(card);
+  if (i >= 0) setFocus(i);
+}
+
+function onKey(ev) {
+  if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.target.closest("input, select, textarea")) return;
+  if (!state.last || !state.last.grading.enabled) return;
+  if (ev.key === "j" || ev.key === "ArrowDown") { ev.preventDefault(); setFocus(state.focus + 1); return; }
+  if (ev.key === "k" || ev.key === "ArrowUp") { ev.preventDefault(); setFocus(state.focus - 1); return; }
+  const grade = state.scale.grades.find((g) => String(g) === ev.key);
+  if (grade !== undefined && state.focus >= 0) { ev.preventDefault(); saveGrade(gradable()[state.focus], grade); }
+}
+
+async function saveGrade(card, grade) {
+  const rater = $("rater").value.trim();
+  if (!rater) { showError("write your name in the rater box first: grades are saved under it"); $("rater").focus(); return; }
+  const queryId = state.last.grading.query_id;
+  const itemId = card.dataset.itemId;
+  try {
+    await api("POST", "/v1/ratings", { query_id: queryId, item_id: itemId, grade, rater });
+  } catch (e) {
+    showError(`grade not saved: ${e.message}`);
+    return;
+  }
+  showError("");
+  state.grades[`${queryId}\u0000${itemId}`] = grade;
+  for (const c of document.querySelectorAll(".card")) {  // the same item in the other column too
+    if (c.dataset.itemId !== itemId) continue;
+    const badge = c.querySelector(".my-grade");
+    badge.hidden = false;
+    badge.textContent = `graded ${gradeName(grade)}`;
+    badge.style.background = gradeColour(grade);
+  }
+  setFocus(gradable().indexOf(card) + 1);
 }
 
 // -- an item: fields, judgments, related items ------------------------------------------------------
