@@ -59,15 +59,19 @@ def index_vectors(world: Path, index: Path, student_dir: Path, queries: int) -> 
     return np.ascontiguousarray(items, np.float32), load_student(student_dir).embed(q, "query").astype(np.float32)
 
 
-def measure(name: str, index, items: np.ndarray, queries: np.ndarray, exact: np.ndarray, k: int,
-            train: bool = False) -> dict:
-    import faiss
-
+def build(index, items: np.ndarray, train: bool = False) -> float:
+    """Train (IVF) and fill ``index``; returns the seconds it took."""
     t = time.perf_counter()
     if train:
         index.train(items)
     index.add(items)
-    build = time.perf_counter() - t
+    return time.perf_counter() - t
+
+
+def measure(name: str, index, build_s: float, queries: np.ndarray, exact: np.ndarray, k: int) -> dict:
+    """Single-thread query latency and recall@k of a built ``index`` (the search settings as they are set)."""
+    import faiss
+
     faiss.omp_set_num_threads(1)
     lat = []
     found = np.empty((len(queries), k), np.int64)
@@ -78,7 +82,7 @@ def measure(name: str, index, items: np.ndarray, queries: np.ndarray, exact: np.
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     recall = np.mean([len(set(a) & set(b)) / k for a, b in zip(found, exact)])
     size = len(faiss.serialize_index(index))
-    return {"index": name, "build_s": round(build, 2), "bytes_per_item": round(size / len(items), 1),
+    return {"index": name, "build_s": round(build_s, 2), "bytes_per_item": round(size / index.ntotal, 1),
             "query_p50_ms": round(statistics.median(lat), 3), "query_p99_ms": round(float(np.percentile(lat, 99)), 3),
             f"recall@{k}": round(float(recall), 4)}
 
@@ -97,6 +101,9 @@ def main() -> None:
                     "of embedding --items of the world (with --student: the student that built it)")
     ap.add_argument("--student", type=Path, default=None, help="with --index: the student whose query tower "
                     "embeds the queries")
+    ap.add_argument("--kinds", type=lambda v: set(v.split(",")), default={"hnsw", "ivf", "pq"},
+                    help="approximate indexes to measure beside exact search: hnsw,ivf,pq (a million items: "
+                    "each takes minutes to build)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if (args.index is None) != (args.student is None):
@@ -106,28 +113,35 @@ def main() -> None:
                       vectors(args.world, args.items, args.queries))
     embed_s = time.perf_counter() - t
     n, dim = items.shape
-    flat = faiss.IndexFlatIP(dim)
-    flat.add(items)
-    _, exact = flat.search(queries, args.k)
+    exact_index = faiss.IndexFlatIP(dim)
+    exact_index.add(items)
+    _, exact = exact_index.search(queries, args.k)
     nlist = int(4 * np.sqrt(n))
-    rows = [measure("flat (exact)", faiss.IndexFlatIP(dim), items, queries, exact, args.k)]
+    flat_s = build(flat := faiss.IndexFlatIP(dim), items)
+    rows = [measure("flat (exact)", flat, flat_s, queries, exact, args.k)]
     cfg = IndexConfig()  # what `searchrel index build` makes above cfg.hnsw_min_items, then a wider search
-    for ef in (cfg.hnsw_ef_search, 2 * cfg.hnsw_ef_search):
+    if "hnsw" in args.kinds:  # one graph, searched with two efSearch settings
         index = faiss.IndexHNSWFlat(dim, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = cfg.hnsw_ef_construction
-        index.hnsw.efSearch = ef
-        rows.append(measure(f"HNSW M={cfg.hnsw_m} efConstruction={cfg.hnsw_ef_construction} efSearch={ef}"
-                            + (" (the default)" if ef == cfg.hnsw_ef_search else ""), index, items, queries, exact,
-                            args.k))
-    for nprobe in (8, 32, 64, 128):
+        build_s = build(index, items)
+        for ef in (cfg.hnsw_ef_search, 2 * cfg.hnsw_ef_search):
+            index.hnsw.efSearch = ef
+            rows.append(measure(f"HNSW M={cfg.hnsw_m} efConstruction={cfg.hnsw_ef_construction} efSearch={ef}"
+                                + (" (the former default)" if ef == cfg.hnsw_ef_search else ""), index, build_s,
+                                queries, exact, args.k))
+    if "ivf" in args.kinds:  # one trained index, searched through more and more of its lists
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.nprobe = nprobe
-        rows.append(measure(f"IVF-Flat nlist={nlist} nprobe={nprobe}", index, items, queries, exact, args.k,
-                            train=True))
-    index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, 64, 8, faiss.METRIC_INNER_PRODUCT)
-    index.nprobe = 32
-    rows.append(measure(f"IVF-PQ nlist={nlist} 64x8 bit nprobe=32", index, items, queries, exact, args.k,
-                        train=True))
+        build_s = build(index, items, train=True)
+        for nprobe in (8, 32, 64, 128):
+            index.nprobe = nprobe
+            rows.append(measure(f"IVF-Flat nlist={nlist} nprobe={nprobe}"
+                                + (" (the default)" if nprobe == cfg.ivf_nprobe else ""), index, build_s, queries,
+                                exact, args.k))
+    if "pq" in args.kinds:
+        index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, 64, 8, faiss.METRIC_INNER_PRODUCT)
+        index.nprobe = 32
+        rows.append(measure(f"IVF-PQ nlist={nlist} 64x8 bit nprobe=32", index, build(index, items, train=True),
+                            queries, exact, args.k))
     res = {"date": dt.date.today().isoformat(), "machine": machine_info(), "items": n, "dim": dim,
            "queries": len(queries), "k": args.k, "embed_s": round(embed_s, 1),
            "vectors": "untrained default student's item tower (me5-small, 4 layers, 256-d, L2-normalised)"
