@@ -18,6 +18,7 @@ pytest.importorskip("ray.train")
 pytestmark = [pytest.mark.integration,
               pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.filterwarnings("ignore::FutureWarning")]
 
+from searchrel.data.dataset import load_dataset  # noqa: E402
 from searchrel.teacher.distributed import train_on_ray  # noqa: E402
 from searchrel.teacher.train import train  # noqa: E402
 from test_teacher import _config, _dataset  # noqa: E402
@@ -25,6 +26,19 @@ from test_teacher import _config, _dataset  # noqa: E402
 
 def _weights(run):
     return load_file(str(run / "model.safetensors"))
+
+
+def _deterministic(tiny_bert, tmp_path, epochs: int):
+    """A saved tiny dataset and a CPU fp32 config without dropout anywhere: one process and two workers take the
+    same steps (random masks would differ between them)."""
+    _dataset().save(tmp_path / "ds")
+    cfg = _config(_without_dropout(tiny_bert, tmp_path / "bert"), epochs=epochs, batch_size=2, patience=1000)
+    return cfg.model_copy(update={"device": "cpu", "bf16": False,
+                                  "teacher": cfg.teacher.model_copy(update={"dropout": 0.0})})
+
+
+def _max_difference(a: dict, b: dict) -> float:
+    return max(float(np.abs(a[k].float().numpy() - b[k].float().numpy()).max()) for k in a)
 
 
 def _without_dropout(backbone, out):
@@ -38,16 +52,12 @@ def _without_dropout(backbone, out):
 
 @pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
 def test_two_workers_reach_the_weights_of_one_process(tiny_bert, tmp_path, local_ray, fsdp):
-    ds = _dataset()
-    ds.save(tmp_path / "ds")
-    cfg = _config(_without_dropout(tiny_bert, tmp_path / "bert"), epochs=4, batch_size=2, patience=1000)
-    cfg = cfg.model_copy(update={"device": "cpu", "bf16": False,
-                                 "teacher": cfg.teacher.model_copy(update={"dropout": 0.0})})  # no random masks
-    alone = train(ds, tmp_path / "alone", cfg)
+    cfg = _deterministic(tiny_bert, tmp_path, epochs=4)
+    alone = train(load_dataset(tmp_path / "ds"), tmp_path / "alone", cfg)
     two = train_on_ray(tmp_path / "ds", tmp_path / "two", cfg.model_copy(update={"fsdp": fsdp}), workers=2)
     a, b = _weights(alone), _weights(two)
     assert a.keys() == b.keys()
-    worst = max(float(np.abs(a[k].float().numpy() - b[k].float().numpy()).max()) for k in a)
+    worst = _max_difference(a, b)
     print(f"two workers against one process: max |weight difference| {worst:.1e}")
     assert worst < 1e-4, worst  # the same steps; only the order of the gradient sums differs
     ra, rb = (json.loads((r / "train.json").read_text()) for r in (alone, two))
@@ -70,12 +80,8 @@ def _train_workers() -> list[int]:
 
 @pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
 def test_a_worker_killed_mid_run_resumes_to_the_same_end(tiny_bert, tmp_path, local_ray, fsdp):
-    ds = _dataset()
-    ds.save(tmp_path / "ds")
-    cfg = _config(_without_dropout(tiny_bert, tmp_path / "bert"), epochs=8, batch_size=2, patience=1000)
-    cfg = cfg.model_copy(update={"device": "cpu", "bf16": False,
-                                 "teacher": cfg.teacher.model_copy(update={"dropout": 0.0})})
-    reference = train(ds, tmp_path / "alone", cfg)
+    cfg = _deterministic(tiny_bert, tmp_path, epochs=8)
+    reference = train(load_dataset(tmp_path / "ds"), tmp_path / "alone", cfg)
     cfg = cfg.model_copy(update={"fsdp": fsdp})  # sharded: the checkpoint gathers whole states and re-shards them
     run = tmp_path / "killed"
     killed, finished = [], threading.Event()
@@ -104,7 +110,7 @@ def test_a_worker_killed_mid_run_resumes_to_the_same_end(tiny_bert, tmp_path, lo
     assert killed, "no worker was killed: the run ended too soon"
     assert killed[0] < json.loads((resumed / "train.json").read_text())["steps"]  # killed mid-run, then resumed
     a, b = _weights(reference), _weights(resumed)
-    worst = max(float(np.abs(a[k].float().numpy() - b[k].float().numpy()).max()) for k in a)
+    worst = _max_difference(a, b)
     print(f"killed at step {killed[0]}, resumed: max |weight difference| to one process {worst:.1e}")
     assert worst < 1e-4, worst
     ra, rb = (json.loads((r / "train.json").read_text()) for r in (reference, resumed))

@@ -34,6 +34,7 @@ from PIL import Image, ImageOps
 from pydantic import BaseModel, Field
 
 from searchrel.data.dataset import Dataset, DatasetError
+from searchrel.devices import resolve_device
 from searchrel.io import sha256_tree, write_json
 from searchrel.locks import exclusive
 from searchrel.progress import console, step
@@ -118,7 +119,7 @@ class Captioner:
     """An image-to-text model with its image processor and tokenizer, captioning a batch of images at a time."""
 
     def __init__(self, model_dir: Path, config: CaptionConfig):
-        self.device = _device(config.device)
+        self.device = resolve_device(config.device)
         self.config = config
         try:
             self.processor = transformers.AutoImageProcessor.from_pretrained(model_dir, local_files_only=True)
@@ -209,18 +210,6 @@ def caption_dataset(ds: Dataset, images: str | os.PathLike, model: str | os.Path
         Dataset(info, items, ds.queries, ds.judgments, ds.search_log, ds.splits).save(out)
         shutil.rmtree(ckpt)  # the dataset holds every caption now; a rerun starts afresh
     return report
-
-
-def _device(spec: str) -> torch.device:
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise ValueError(f"unknown device {spec!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {spec!r} asked for, but torch sees no CUDA GPU (torch {torch.__version__})")
-    return device
 
 
 def _caption(captioner: Captioner, todo: list[tuple[str, Path]], rows: Path, config: CaptionConfig) -> None:

@@ -4,22 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from searchrel.devices import resolve_device  # noqa: F401  (the one rule, in the bottom layer)
 from searchrel.models.encode import cpu_has_bf16
-
-
-def resolve_device(spec: str | torch.device = "auto") -> torch.device:
-    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` → a torch device; asking for a GPU that is not there is an error."""
-    if isinstance(spec, torch.device):
-        return spec
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise ValueError(f"unknown device {spec!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {spec!r} asked for, but torch sees no CUDA GPU (torch {torch.__version__})")
-    return device
 
 
 def bf16_native(device: torch.device) -> bool:
