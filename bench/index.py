@@ -109,7 +109,8 @@ def warm(fn, *args, **options) -> dict:
     return {"call_s": wall, "version": str(v), "manifest": json.loads((Path(v) / "manifest.json").read_text())}
 
 
-def run_warm_only(world_path: Path, items: int, n_changed: int, workdir: Path, backend: str) -> dict:
+def run_warm_only(world_path: Path, items: int, n_changed: int, workdir: Path, backend: str,
+                  ray_actors: int = 1) -> dict:
     """One full build and one refresh, in this process: for catalogues where three full builds take too long."""
     from searchrel.index import build_index, refresh_index
 
@@ -118,9 +119,10 @@ def run_warm_only(world_path: Path, items: int, n_changed: int, workdir: Path, b
     student = make_student(ds, workdir / "student")
     edited, _ = edit_titles(ds, n_changed)
     print(f"warm only: full build of {len(ds.items):,} items, then refresh after {n_changed:,} edits", file=sys.stderr)
-    full = warm(build_index, student, ds, workdir / "warm", None, backend=backend)
+    ray = {"ray_actors": ray_actors} if backend == "ray" else {}  # one CPU each (IndexConfig.ray_cpus_per_actor)
+    full = warm(build_index, student, ds, workdir / "warm", None, backend=backend, **ray)
     rss_build = max_rss_mb()
-    refresh = warm(refresh_index, student, edited, workdir / "warm", None, backend=backend)
+    refresh = warm(refresh_index, student, edited, workdir / "warm", None, backend=backend, **ray)
     counts = refresh["manifest"]["counts"]
     assert counts["embedded"] == n_changed and counts["changed"] == n_changed, counts
     rows = [{"step": name, "seconds": r["call_s"], "process_wall_s": None, "embedded": r["manifest"]["counts"]["embedded"],
@@ -129,7 +131,7 @@ def run_warm_only(world_path: Path, items: int, n_changed: int, workdir: Path, b
     return {"date": dt.date.today().isoformat(), "machine": info, "mode": "warm-only", "n_items": len(ds.items),
             "n_changed": n_changed, "changed_share": n_changed / len(ds.items),
             "student": "new_student(StudentConfig()): me5-small 4 layers, dim 256, text_match + zero_shot (me5-small)",
-            "backend": backend, "faiss": full["manifest"]["faiss"], "refresh_faiss": refresh["manifest"]["faiss"],
+            "backend": backend, **ray, "faiss": full["manifest"]["faiss"], "refresh_faiss": refresh["manifest"]["faiss"],
             "rows": rows,
             "refresh_share_of_full_build": refresh["call_s"] / full["call_s"],
             "items_per_s_full_build": len(ds.items) / full["call_s"],
@@ -222,6 +224,8 @@ def main() -> None:
     ap.add_argument("--changed", type=int, default=30, help="items whose title is edited before the refresh")
     ap.add_argument("--backend", choices=("local", "ray"), default="local",
                     help="--warm-only: embed in this process or on Ray Data (a local cluster, or RAY_ADDRESS)")
+    ap.add_argument("--ray-actors", type=int, default=os.cpu_count() or 1,
+                    help="--backend ray: students in the actor pool, one CPU each (default: this machine's CPUs)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the student and indexes here (default: temp)")
     ap.add_argument("--encode-backend", choices=("auto", "eager", "jit"), default=None,
                     help="SEARCHREL_ENCODE_BACKEND for the zero-shot encoder (default: as the environment says)")
@@ -235,7 +239,7 @@ def main() -> None:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         if args.warm_only:
-            res = run_warm_only(args.world, args.items, args.changed, workdir, args.backend)
+            res = run_warm_only(args.world, args.items, args.changed, workdir, args.backend, args.ray_actors)
             text = (f"{res['n_items']:,} items ({res['faiss']['kind']}): full build {res['rows'][0]['seconds']:.1f} s "
                     f"({res['items_per_s_full_build']:.0f} items/s), refresh of {res['n_changed']:,} "
                     f"{res['rows'][1]['seconds']:.1f} s = {100 * res['refresh_share_of_full_build']:.1f}% of it; "
