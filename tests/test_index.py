@@ -229,6 +229,20 @@ def test_ivf_index_is_the_approximate_default_and_finds_the_exact_neighbours(stu
     assert idx.item_ids[0] not in rel and np.all(np.diff(s[~np.isnan(s)]) <= 1e-6)
 
 
+def test_ivf_searches_a_constant_share_of_its_lists_by_default(student_dir, world, tmp_path):
+    """Unless ivf_nprobe is set, an IVF index searches 1/32 of its lists and at least 32 (all of fewer): recall
+    holds as the catalogue grows instead of falling with a fixed count (bench/faiss_choice.py at 100k and 1M)."""
+    from searchrel.index import IndexConfig
+    from searchrel.index.build import ivf_probes
+
+    assert [ivf_probes(n) for n in (10, 32, 1264, 4000, 40_000)] == [10, 32, 39, 125, 1250]
+    assert ivf_probes(4000, IndexConfig(ivf_nprobe=8)) == 8 and ivf_probes(4, IndexConfig(ivf_nprobe=8)) == 4
+    with pytest.raises(ValueError):
+        IndexConfig(ivf_nprobe=0)
+    idx = load_index(build_index(student_dir, world, tmp_path / "idx", hnsw_min_items=10, **FAST))
+    assert idx.faiss.nprobe == idx.manifest["faiss"]["nprobe"] == ivf_probes(idx.faiss.nlist)
+
+
 def test_ivf_refresh_keeps_the_live_centroids(student_dir, world, tmp_path):
     """A refresh assigns vectors to the live version's IVF lists instead of training k-means again; the result
     holds the edited catalogue's vectors and, every list searched, answers exactly."""

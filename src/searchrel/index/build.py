@@ -64,6 +64,13 @@ def ivf_lists(n: int) -> int:
     return max(1, int(4 * np.sqrt(n)))
 
 
+def ivf_probes(nlist: int, cfg: IndexConfig = IndexConfig()) -> int:
+    """Lists an IVF index searches per query: ``cfg.ivf_nprobe``, or by default 1/32 of them and at least 32 — a
+    constant share as the catalogue grows (recall@10 against exact search, bench/faiss_choice.py: 0.95 with 32 of
+    1,264 lists at 100k items; at 1M, 32 of 4,000 lists found 0.90 and 128 found 0.97)."""
+    return min(nlist, cfg.ivf_nprobe or max(32, nlist // 32))
+
+
 def build_faiss(vectors: np.ndarray, cfg: IndexConfig = IndexConfig(), centroids: np.ndarray | None = None):
     """An inner-product FAISS index over L2-normalised ``vectors`` (row i has id i); returns (index, kind).
 
@@ -79,7 +86,7 @@ def build_faiss(vectors: np.ndarray, cfg: IndexConfig = IndexConfig(), centroids
         quantizer = faiss.IndexFlatIP(dim)
         nlist = ivf_lists(n) if centroids is None else len(centroids)
         index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.nprobe = cfg.ivf_nprobe
+        index.nprobe = ivf_probes(nlist, cfg)
         if centroids is not None:  # the trained coarse quantizer of the live version: assignment only
             quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
             index.is_trained = True
@@ -197,7 +204,7 @@ def _update(student_dir, dataset, out, cfg: IndexConfig, reuse: bool) -> Path:
             "previous_version": live_name, "counts": diff.counts, "backend": cfg.backend, "bf16": cfg.bf16,
             "faiss": {"kind": kind, "metric": "inner_product",
                       **({"ef_search": cfg.hnsw_ef_search, "m": cfg.hnsw_m} if kind == "hnsw" else {}),
-                      **({"nlist": int(index.nlist), "nprobe": cfg.ivf_nprobe,
+                      **({"nlist": int(index.nlist), "nprobe": int(index.nprobe),
                           "centroids": "trained" if centroids is None else f"kept from version {live_name}"}
                          if kind == "ivf" else {})},
             "features": {}, "timings_s": {},
