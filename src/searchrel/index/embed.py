@@ -63,6 +63,9 @@ def local_embedder(student_dir: str, version: str, batch_size: int = 64, bf16: b
     return _EMBEDDER[key]
 
 
+_TOWER = "\0tower"  # the tower vectors' key next to the feature names while embedding (no feature is named so)
+
+
 def embed_local(student_dir: str, texts: list[str], cfg: IndexConfig,
                  version: str) -> tuple[np.ndarray, dict[str, object]]:
     """Tower vectors and feature states of ``texts``, a shard at a time. Dense results are written into arrays
@@ -84,9 +87,6 @@ def embed_local(student_dir: str, texts: list[str], cfg: IndexConfig,
             advance(len(chunk))
     return dense.pop(_TOWER), {f.name: dense[f.name] if f.name in dense else concat_states(sparse[f.name])
                                for f in embedder.features}
-
-
-_TOWER = "\0tower"  # the tower vectors' key next to the feature names while embedding (no feature is named so)
 
 
 def _driver_features(student_dir: Path, scfg) -> list:
