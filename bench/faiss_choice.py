@@ -91,6 +91,7 @@ def main() -> None:
     import faiss
 
     from searchrel.index import IndexConfig
+    from searchrel.index.build import ivf_lists, ivf_probes
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--world", type=Path, default=Path("/tmp/world100k"))
@@ -113,11 +114,9 @@ def main() -> None:
                       vectors(args.world, args.items, args.queries))
     embed_s = time.perf_counter() - t
     n, dim = items.shape
-    exact_index = faiss.IndexFlatIP(dim)
-    exact_index.add(items)
-    _, exact = exact_index.search(queries, args.k)
-    nlist = int(4 * np.sqrt(n))
     flat_s = build(flat := faiss.IndexFlatIP(dim), items)
+    _, exact = flat.search(queries, args.k)  # the truth every index is measured against
+    nlist = ivf_lists(n)  # as `searchrel index build` makes them
     rows = [measure("flat (exact)", flat, flat_s, queries, exact, args.k)]
     cfg = IndexConfig()  # what `searchrel index build` makes above cfg.hnsw_min_items, then a wider search
     if "hnsw" in args.kinds:  # one graph, searched with two efSearch settings
@@ -132,10 +131,11 @@ def main() -> None:
     if "ivf" in args.kinds:  # one trained index, searched through more and more of its lists
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         build_s = build(index, items, train=True)
-        for nprobe in (8, 32, 64, 128):
+        default = ivf_probes(nlist, cfg)
+        for nprobe in sorted({8, 32, 64, 128, default}):
             index.nprobe = nprobe
             rows.append(measure(f"IVF-Flat nlist={nlist} nprobe={nprobe}"
-                                + (" (the default)" if nprobe == cfg.ivf_nprobe else ""), index, build_s, queries,
+                                + (" (the default)" if nprobe == default else ""), index, build_s, queries,
                                 exact, args.k))
     if "pq" in args.kinds:
         index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, 64, 8, faiss.METRIC_INNER_PRODUCT)
