@@ -27,6 +27,15 @@ def test_grade_metrics_match_sklearn():
             cohen_kappa_score(y, p, weights="quadratic", labels=grades))
 
 
+def test_qwk_on_an_unordered_scale_and_off_scale_grades():
+    grades = [0, 2, 1]  # the scale's listed order is its order, whatever the numbers
+    y, p = np.array([0, 2, 1, 1, 0]), np.array([2, 2, 1, 0, 0])
+    assert M.quadratic_weighted_kappa(y, p, grades) == pytest.approx(
+        cohen_kappa_score(y, p, weights="quadratic", labels=grades))
+    with pytest.raises(KeyError, match="grade 7 is not on the scale"):
+        M.quadratic_weighted_kappa(y, np.array([7, 2, 1, 1, 0]), grades)
+
+
 def test_macro_f1_skips_grades_absent_from_both():
     y, p = np.array([1, 1, 4]), np.array([1, 4, 4])
     assert M.macro_f1(y, p, [1, 2, 3, 4]) == pytest.approx(f1_score(y, p, average="macro"))

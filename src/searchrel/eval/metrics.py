@@ -33,14 +33,23 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, grades: list[int]) -> float
     return float(np.mean(f1s)) if f1s else 0.0
 
 
+def _grade_index(values: np.ndarray, grades: list[int]) -> np.ndarray:
+    """Position of each value on the scale (vectorised; fitting QWK cut points calls this thousands of times)."""
+    scale = np.asarray(grades)
+    order = np.argsort(scale)
+    values = np.asarray(values).astype(int)
+    pos = np.clip(np.searchsorted(scale[order], values), 0, len(scale) - 1)
+    off = scale[order][pos] != values
+    if off.any():
+        raise KeyError(f"grade {values[off][0]} is not on the scale {list(grades)}")
+    return order[pos]
+
+
 def quadratic_weighted_kappa(y_true: np.ndarray, y_pred: np.ndarray, grades: list[int]) -> float:
     """Cohen's kappa with quadratic weights over the full scale."""
-    index = {g: i for i, g in enumerate(grades)}
     n = len(grades)
-    t = np.array([index[int(v)] for v in y_true])
-    p = np.array([index[int(v)] for v in y_pred])
-    observed = np.zeros((n, n))
-    np.add.at(observed, (t, p), 1)
+    t, p = _grade_index(y_true, grades), _grade_index(y_pred, grades)
+    observed = np.bincount(t * n + p, minlength=n * n).reshape(n, n).astype(float)
     expected = np.outer(observed.sum(1), observed.sum(0)) / max(len(t), 1)
     weights = (np.subtract.outer(np.arange(n), np.arange(n)) ** 2) / (n - 1) ** 2
     denom = (weights * expected).sum()
