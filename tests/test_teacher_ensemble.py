@@ -169,6 +169,35 @@ def test_ensemble_teacher_trains_loads_predicts_and_labels(eg, tiny_bert, tmp_pa
     assert json.loads((again / "teacher.json").read_text())["stacker"] == model.config.stacker.model_dump()
 
 
+def test_prf_member_scores_the_title_against_the_centroid_of_the_query_s_nearest_catalogue_titles(eg, tmp_path):
+    from searchrel.models.encode import load_encoder
+    from searchrel.teacher.ensemble import Member, prf_file
+
+    ds = _tiny()
+    text = TextConfig(fields=["title", "image_caption"])
+    run = train_teacher(ds, tmp_path / "t", TrainConfig(members=[f"prf:{eg}", "text_match"], prf_k=2,
+                                                       teacher=TeacherConfig(text=text)))
+    model = EnsembleTeacher.load(run)
+    assert model.config.prf_k == 2 and "prf:" + str(eg) + ":title" in model.config.stacker.features
+    enc = load_encoder(str(eg))
+    titles = ds.items["title"].tolist()  # five distinct titles: the whole catalogue, in order
+    catalogue = np.load(run / prf_file(str(eg)))
+    assert catalogue.dtype == np.float16 and np.allclose(catalogue, enc.encode(titles, kind="passage"), atol=2e-3)
+    # by hand: the two nearest catalogue titles of "red table", averaged and normalised, against i1's title
+    q = enc.encode(["red table"], kind="query")[0]
+    near = np.argsort(-(catalogue.astype(np.float32) @ q))[:2]
+    centroid = catalogue[near].astype(np.float32).mean(0)
+    centroid /= np.linalg.norm(centroid)
+    expected = centroid @ enc.encode([titles[0]], kind="passage")[0]
+    texts = build_item_texts(ds.items, text)
+    X, names = model.member_features(Member(kind="prf", source=str(eg)), ["red table", "red table"],
+                                     [texts.loc["i1"], texts.loc["i2"]])
+    assert names == [f"prf:{eg}:title"] and X[0, 0] == pytest.approx(expected, abs=1e-4)
+    (run / prf_file(str(eg))).unlink()
+    with pytest.raises(FileNotFoundError, match="catalogue vectors prf-"):
+        EnsembleTeacher.load(run).predict_probs(["red table"], [texts.loc["i1"]])
+
+
 def test_ensemble_needs_a_valid_split_and_known_members(tiny_bert, tmp_path):
     ds = _tiny()
     ds.splits["split"] = "train"

@@ -24,7 +24,8 @@ def train_cmd(
     out: Path = typer.Option(..., help="run directory: checkpoints, then the finished teacher"),
     recipe: str = typer.Option(_R["recipe"], help="ensemble (members stacked on valid) or cross_encoder (one model)"),
     members: str = typer.Option(",".join(_R["members"]), help="ensemble members: fields:MODEL, embed:MODEL, "
-                                "text_match, cross_encoder, biencoder"),
+                                "prf:MODEL, text_match, cross_encoder, biencoder"),
+    prf_k: int = typer.Option(_R["prf_k"], help="catalogue neighbours in a prf member's query centroid"),
     biencoder_backbone: str = typer.Option(BiEncoderConfig().backbone, help="the bi-encoder member's embedding model"),
     backbone: str = typer.Option(_T["backbone"], help="the cross-encoder's backbone: registered name (me5-small, "
                                  "embeddinggemma-300m, gemma-3-270m), local path or hub id"),
@@ -67,7 +68,7 @@ def train_cmd(
                             lora=LoraOptions(r=lora, alpha=2 * lora) if lora else None)
     if recipe not in ("ensemble", "cross_encoder"):
         raise ValueError(f"unknown recipe {recipe!r}: ensemble or cross_encoder")
-    cfg = TrainConfig(recipe=recipe, members=[m.strip() for m in members.split(",") if m.strip()],
+    cfg = TrainConfig(recipe=recipe, members=[m.strip() for m in members.split(",") if m.strip()], prf_k=prf_k,
                       biencoder=BiEncoderConfig(backbone=biencoder_backbone), teacher=teacher, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size,
                       max_minutes=max_minutes, select_metric=select_metric, label_smoothing=label_smoothing,
                       soft_targets=soft_targets, listwise_weight=listwise_weight, seed=seed, bf16=False if fp32 else None, device=device,

@@ -6,6 +6,10 @@ The teacher runs offline, so it may be several models. Each member turns a pair 
   and against each item field alone: which field matters is learnt from the labels, not assumed (on CrowdFlower
   the title alone ranks 1.5 NDCG@8 points better than title + description);
 * ``embed`` — a zero-shot embedding model's cosine on the whole item text, and that cosine standardised per query;
+* ``prf`` — pseudo-relevance feedback through a zero-shot embedding model: the item's title against the centroid of
+  the query's ``prf_k`` nearest titles in the catalogue the teacher was trained on (saved with the teacher, so the
+  feature depends on the pair alone). The neighbours say what the query means in this catalogue; on CrowdFlower it
+  added 0.6 NDCG@8 and 0.02–0.05 QWK in query-grouped cross-validation, most in Spanish;
 * ``text_match`` — BM25 with the catalogue's statistics, query-term coverage, all terms present, the share of the
   query's terms the catalogue knows at all, and the three gated by that share (a query in another language than the
   catalogue's has no lexical evidence; the gate lets the stacker tell that from a mismatch);
@@ -27,7 +31,8 @@ The stacker has two levels and one calibration, all linear:
    and distillation stays KL on distributions. QWK cut points are fitted on the same pairs.
 
 A directory holds ``teacher.json`` (``kind: ensemble``: members, stacker, thresholds), ``reference.json`` (the
-reference item texts), ``text_match.json`` (catalogue statistics) and one sub-directory per trained member.
+reference item texts), ``text_match.json`` (catalogue statistics), ``prf-<model>.npy`` (the catalogue's title vectors,
+float16, for each ``prf`` member) and one sub-directory per trained member.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ TEXT_MATCH_FILE = "text_match.json"
 class Member(BaseModel):
     """One judge: its kind and where it comes from (a sub-directory, or a registered model name)."""
 
-    kind: Literal["cross_encoder", "biencoder", "embed", "fields", "text_match"]
+    kind: Literal["cross_encoder", "biencoder", "embed", "fields", "prf", "text_match"]
     source: str = ""  # sub-directory (cross_encoder, biencoder) or model name (embed, fields)
 
     @property
@@ -131,9 +136,22 @@ class EnsembleConfig(BaseModel):
     scale: Scale = Field(default_factory=Scale)
     text: TextConfig = Field(default_factory=TextConfig)
     members: list[Member]
+    prf_k: int = Field(10, ge=1)  # catalogue neighbours averaged into a prf member's query centroid
     stacker: Stacker | None = None
     thresholds: list[float] | None = None
     fitted_on: dict = Field(default_factory=dict)  # split, pairs, queries, languages the stacker saw
+
+
+def prf_file(model: str) -> str:
+    """The file of a prf member's catalogue vectors (a model name or a path, made a file name)."""
+    return "prf-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in model.strip("/")) + ".npy"
+
+
+def title_of(text: str, config: TextConfig) -> str:
+    """An item text's first field (its title by default); the whole text where that field is empty or alone."""
+    if len(config.fields) < 2:
+        return text
+    return split_item_text(text, config)[config.fields[0]] or text
 
 
 def is_ensemble(path: str | Path) -> bool:
@@ -192,6 +210,43 @@ class EnsembleTeacher:
         X = np.concatenate([whole, np.stack(cols, 1)], 1).astype(np.float32)
         return X, [f"fields:{model}:cos", f"fields:{model}:zcos"] + [f"fields:{model}:{f}" for f in fields]
 
+    def write_catalogue(self, member: Member, texts: pd.Series, limit: int = 100_000, seed: int = 0) -> Path:
+        """Encode the catalogue's titles for a prf member (a seeded sample of ``limit`` distinct ones at most) and
+        save them, float16, in the teacher directory (atomically: a crash leaves no half-written file)."""
+        titles = pd.Series([title_of(t, self.config.text) for t in texts.tolist()]).drop_duplicates()
+        titles = titles[titles.str.len() > 0]
+        if len(titles) > limit:
+            titles = titles.sample(limit, random_state=seed)
+        vectors = load_encoder(member.source).encode(titles.tolist(), kind="passage", progress=len(titles) > 256)
+        out = self.path / prf_file(member.source)
+        tmp = out.with_suffix(".tmp.npy")
+        np.save(tmp, vectors.astype(np.float16))
+        tmp.replace(out)
+        return out
+
+    def _prf_features(self, member: Member, queries: list[str], items: list[str]) -> tuple[np.ndarray, list[str]]:
+        """The item's title vector against the mean of the query's ``prf_k`` nearest catalogue titles."""
+        if member.source not in self._loaded:
+            file = self.path / prf_file(member.source)
+            if not file.is_file():
+                raise FileNotFoundError(f"{self.path}: the prf member's catalogue vectors {file.name} are missing")
+            self._loaded[member.source] = np.load(file).astype(np.float32)
+        catalogue = self._loaded[member.source]
+        enc = load_encoder(member.source)
+        uq, q_inv = np.unique(np.asarray(queries, dtype=object), return_inverse=True)
+        q = enc.encode(list(uq), kind="query", progress=len(uq) > 256)
+        k = min(self.config.prf_k, len(catalogue))
+        centroid = np.empty_like(q)
+        for lo in range(0, len(q), 256):  # 256 queries x the catalogue at a time
+            sims = q[lo:lo + 256] @ catalogue.T
+            top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            centroid[lo:lo + 256] = catalogue[top].mean(1)
+        centroid /= np.linalg.norm(centroid, axis=1, keepdims=True) + 1e-12
+        titles = np.asarray([title_of(t, self.config.text) for t in items], dtype=object)
+        ui, i_inv = np.unique(titles, return_inverse=True)
+        d = enc.encode([str(t) for t in ui], kind="passage", progress=len(ui) > 256)
+        return np.einsum("nd,nd->n", centroid[q_inv], d[i_inv])[:, None].astype(np.float32), [f"{member.label}:title"]
+
     def member_features(self, member: Member, queries: list[str], items: list[str]) -> tuple[np.ndarray, list[str]]:
         if member.kind == "cross_encoder":
             model, tok = self._cross_encoder(member)
@@ -201,6 +256,8 @@ class EnsembleTeacher:
             return X, [f"{member.label}:expected"] + [f"{member.label}:logp_{g}" for g in self.config.scale.grades]
         if member.kind == "fields":
             return self._field_features(member.source, queries, items)
+        if member.kind == "prf":
+            return self._prf_features(member, queries, items)
         if member.kind in ("biencoder", "embed"):
             if member.kind == "biencoder":
                 head = json.loads((self.path / member.source / "biencoder.json").read_text())

@@ -42,10 +42,12 @@ def _members(cfg: TrainConfig) -> list[Member]:
             out.append(Member(kind="text_match"))
         elif name.startswith("fields:"):
             out.append(Member(kind="fields", source=name.removeprefix("fields:")))
+        elif name.startswith("prf:"):
+            out.append(Member(kind="prf", source=name.removeprefix("prf:")))
         elif name.startswith("embed:"):
             out.append(Member(kind="embed", source=name.removeprefix("embed:")))
         else:
-            raise ValueError(f"unknown ensemble member {name!r} (biencoder, cross_encoder, text_match, fields:MODEL, embed:MODEL)")
+            raise ValueError(f"unknown ensemble member {name!r} (biencoder, cross_encoder, text_match, fields:MODEL, prf:MODEL, embed:MODEL)")
     return out
 
 
@@ -93,8 +95,11 @@ def train_ensemble(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = Fals
             train_cross_encoder(ds, run / CROSS_ENCODER_DIR, ccfg, resume=(run / CROSS_ENCODER_DIR).exists())
 
     tm = TextMatch({}).fit(texts.tolist()) if any(m.kind == "text_match" for m in members) else None
-    config = EnsembleConfig(scale=ds.info.scale, text=text, members=members)
+    config = EnsembleConfig(scale=ds.info.scale, text=text, members=members, prf_k=cfg.prf_k)
     teacher = EnsembleTeacher(run, config, reference_items(texts, seed=cfg.seed), tm)
+    for member in members:
+        if member.kind == "prf":
+            teacher.write_catalogue(member, texts, seed=cfg.seed)
     # untrained members are scored on every judged pair of train and valid; trained ones on valid only
     pairs = pd.concat([train_pairs.assign(_held_out=False), valid.assign(_held_out=True)], ignore_index=True)
     held_out = pairs["_held_out"].to_numpy()
