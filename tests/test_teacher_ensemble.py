@@ -193,6 +193,9 @@ def test_prf_member_scores_the_title_against_the_centroid_of_the_query_s_nearest
     X, names = model.member_features(Member(kind="prf", source=str(eg)), ["red table", "red table"],
                                      [texts.loc["i1"], texts.loc["i2"]])
     assert names == [f"prf:{eg}:title"] and X[0, 0] == pytest.approx(expected, abs=1e-4)
+    empty = pd.Series(["", ""], index=["i1", "i2"])
+    with pytest.raises(ValueError, match="needs item titles"):
+        model.write_catalogue(Member(kind="prf", source=str(eg)), empty)
     (run / prf_file(str(eg))).unlink()
     with pytest.raises(FileNotFoundError, match="catalogue vectors prf-"):
         EnsembleTeacher.load(run).predict_probs(["red table"], [texts.loc["i1"]])

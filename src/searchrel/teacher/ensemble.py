@@ -215,6 +215,9 @@ class EnsembleTeacher:
         save them, float16, in the teacher directory (atomically: a crash leaves no half-written file)."""
         titles = pd.Series([title_of(t, self.config.text) for t in texts.tolist()]).drop_duplicates()
         titles = titles[titles.str.len() > 0]
+        if titles.empty:
+            raise ValueError(f"the {member.label} member needs item titles to find a query's neighbours among, and "
+                             "the catalogue has none")
         if len(titles) > limit:
             titles = titles.sample(limit, random_state=seed)
         vectors = load_encoder(member.source).encode(titles.tolist(), kind="passage", progress=len(titles) > 256)
