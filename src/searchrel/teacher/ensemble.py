@@ -229,12 +229,10 @@ class EnsembleTeacher:
 
     def _prf_features(self, member: Member, queries: list[str], items: list[str]) -> tuple[np.ndarray, list[str]]:
         """The item's title vector against the mean of the query's ``prf_k`` nearest catalogue titles."""
-        if member.source not in self._loaded:
-            file = self.path / prf_file(member.source)
-            if not file.is_file():
-                raise FileNotFoundError(f"{self.path}: the prf member's catalogue vectors {file.name} are missing")
-            self._loaded[member.source] = np.load(file).astype(np.float32)
-        catalogue = self._loaded[member.source]
+        file = prf_file(member.source)
+        if file not in self._loaded:  # EnsembleTeacher.load checked that it exists
+            self._loaded[file] = np.load(self.path / file).astype(np.float32)
+        catalogue = self._loaded[file]
         enc = load_encoder(member.source)
         uq, q_inv = np.unique(np.asarray(queries, dtype=object), return_inverse=True)
         q = enc.encode(list(uq), kind="query", progress=len(uq) > 256)
@@ -316,6 +314,10 @@ class EnsembleTeacher:
         if missing:
             raise FileNotFoundError(f"{path}: member director{'y' if len(missing) == 1 else 'ies'} "
                                     f"{', '.join(missing)} missing")
+        missing = [prf_file(m.source) for m in config.members if m.kind == "prf"
+                   and not (path / prf_file(m.source)).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{path}: the prf member's catalogue vectors {', '.join(missing)} missing")
         return cls(path, config, reference, tm, device)
 
 
