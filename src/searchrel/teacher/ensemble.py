@@ -9,7 +9,7 @@ The teacher runs offline, so it may be several models. Each member turns a pair 
 * ``prf`` — pseudo-relevance feedback through a zero-shot embedding model: the item's title against the centroid of
   the query's ``prf_k`` nearest titles in the catalogue the teacher was trained on (saved with the teacher, so the
   feature depends on the pair alone). The neighbours say what the query means in this catalogue; on CrowdFlower it
-  added 0.6 NDCG@8 and 0.02–0.05 QWK in query-grouped cross-validation, most in Spanish;
+  added 0.4 NDCG@8 and 0.02–0.05 QWK in query-grouped cross-validation (bench/teacher_cv.py), most in Spanish;
 * ``text_match`` — BM25 with the catalogue's statistics, query-term coverage, all terms present, the share of the
   query's terms the catalogue knows at all, and the three gated by that share (a query in another language than the
   catalogue's has no lexical evidence; the gate lets the stacker tell that from a mismatch);
