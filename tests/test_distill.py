@@ -52,7 +52,7 @@ def test_retrieval_sampling_without_a_log(world, tiny_bert):
     ds.search_log = None
     with pytest.raises(ValueError, match="no search_log"):
         sample_pairs(ds, SampleConfig(source="log"))
-    cfg = SampleConfig(amplification=3, embed_model=str(tiny_bert), exclude_splits=["test"])
+    cfg = SampleConfig(amplification=3, embed_model=str(tiny_bert), exclude_splits=["test"], pseudo_queries=0)
     pairs = sample_pairs(ds, cfg)
     assert len(pairs) == 3 * len(ds.judgments)
     assert set(pairs["source"]) == {"bm25", "embed", "random"}

@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field, field_validator
 
 class SampleConfig(BaseModel):
     """Pairs to label: ``amplification`` x the number of human labels, from the search log where there is one,
-    topped up (or, without a log, made entirely) by retrieval over the whole catalogue."""
+    topped up (or, without a log, made entirely) by retrieval over the whole catalogue — for the dataset's
+    queries and, without a log, for pseudo-queries cut from the catalogue's titles."""
 
     amplification: float = 10.0
     source: Literal["auto", "log", "retrieval"] = "auto"  # auto: log first, retrieval for the rest
@@ -20,6 +21,10 @@ class SampleConfig(BaseModel):
     embed_share: float = 0.4
     random_share: float = 0.2  # easy negatives
     embed_model: str = "me5-small"
+    # queries cut from item titles (distill.pseudo), labelled like any other: None = as many as make about
+    # ``candidates_per_query`` candidates per query when the dataset has no search log (else none); 0 = none
+    pseudo_queries: int | None = None
+    candidates_per_query: int = 50
     seed: int = 0
 
     @field_validator("amplification")
@@ -27,6 +32,20 @@ class SampleConfig(BaseModel):
     def _positive(cls, v: float) -> float:
         if v <= 0:
             raise ValueError("amplification must be > 0")
+        return v
+
+    @field_validator("pseudo_queries")
+    @classmethod
+    def _not_negative(cls, v: int | None) -> int | None:
+        if v is not None and v < 0:
+            raise ValueError("pseudo_queries must be >= 0 (0: none; unset: automatic)")
+        return v
+
+    @field_validator("candidates_per_query")
+    @classmethod
+    def _at_least_one(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("candidates_per_query must be >= 1")
         return v
 
 

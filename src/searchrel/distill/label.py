@@ -3,7 +3,7 @@
 Output directory::
 
     labels.json          what is being labelled (teacher, pairs file and its hash, scale) and, once done, totals
-    part-000000123.parquet  pair_idx, query_id, item_id, p_<grade>...  (one shard per unit of work)
+    part-000000123.parquet  pair_idx, query_id, item_id, query, p_<grade>...  (one shard per unit of work)
 
 Each shard is written to a temporary name and renamed into place, so a shard either exists whole or not at all.
 A run killed at any moment (kill -9 included) and started again reads which ``pair_idx`` the finished shards
@@ -36,19 +36,27 @@ from searchrel.teacher.inference import load_teacher, predict_probs, read_teache
 MANIFEST = "labels.json"
 
 
+def query_texts(ds: Dataset, pairs: pd.DataFrame) -> pd.Series:
+    """Each pair's query text: the dataset's, or for a query it does not have (a pseudo-query), the pairs' own
+    ``query`` column; NaN where neither knows it."""
+    text = pairs["query_id"].map(ds.queries.set_index("query_id")["text"])
+    if "query" in pairs.columns:
+        text = text.fillna(pairs["query"])
+    return text
+
+
 def pair_texts(ds: Dataset, pairs: pd.DataFrame, text_config) -> pd.DataFrame:
     """``pair_idx, query_id, item_id, query, item_text`` for the pairs, checked against the dataset."""
     texts = build_item_texts(ds.items, text_config)
-    query_text = ds.queries.set_index("query_id")["text"]
-    bad = ~pairs["item_id"].isin(texts.index) | ~pairs["query_id"].isin(query_text.index)
+    query = query_texts(ds, pairs)
+    bad = ~pairs["item_id"].isin(texts.index) | query.isna().to_numpy()
     if bad.any():
         row = pairs[bad].iloc[0]
-        raise ValueError(f"{int(bad.sum())} pair(s) name a query or item the dataset does not have, "
-                         f"e.g. ({row['query_id']}, {row['item_id']})")
+        raise ValueError(f"{int(bad.sum())} pair(s) name a query or item the dataset does not have (and give no "
+                         f"query text), e.g. ({row['query_id']}, {row['item_id']})")
     return pd.DataFrame({"pair_idx": np.arange(len(pairs), dtype=np.int64),
                          "query_id": pairs["query_id"].to_numpy(), "item_id": pairs["item_id"].to_numpy(),
-                         "query": query_text.loc[pairs["query_id"]].to_numpy(),
-                         "item_text": texts.loc[pairs["item_id"]].to_numpy()})
+                         "query": query.to_numpy(), "item_text": texts.loc[pairs["item_id"]].to_numpy()})
 
 
 class TeacherLabeler:
@@ -69,7 +77,8 @@ class TeacherLabeler:
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         probs = self.probs(batch["query"].tolist(), batch["item_text"].tolist())
-        out = batch[["pair_idx", "query_id", "item_id"]].reset_index(drop=True)
+        # the query's text too: a pseudo-query's is in no dataset
+        out = batch[["pair_idx", "query_id", "item_id", "query"]].reset_index(drop=True)
         return pd.concat([out, pd.DataFrame(probs, columns=self.columns)], axis=1)
 
 
@@ -163,7 +172,8 @@ def _run_ray(teacher: str, todo: pd.DataFrame, out: Path, cfg: LabelConfig) -> N
 
 
 def read_labels(path: str | Path) -> pd.DataFrame:
-    """The labels of a finished run: ``pair_idx, query_id, item_id, p_<grade>...`` in pair order."""
+    """The labels of a finished run: ``pair_idx, query_id, item_id, query, p_<grade>...`` in pair order (``query``,
+    the query's text, is missing from labels written before it was kept)."""
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():

@@ -6,6 +6,12 @@ times is as likely as its impressions make it. Where there is no log, or it runs
 over the whole catalogue: per query, the top items by BM25 (matches only) and by the zero-shot embedding (the candidates a
 production retriever would return, hard ones included) plus random items as easy negatives. Queries of held-out
 splits (valid, test by default) are never sampled, so a student's evaluation stays clean.
+
+Without a log, the dataset's judged queries are few (a few hundred on CrowdFlower), and more items for the same
+queries teach a student little about queries it has never seen; so retrieval also runs for pseudo-queries cut
+from the catalogue's titles (``distill.pseudo``; by default as many as give each query about
+``candidates_per_query`` candidates). Their pairs carry the query text in a ``query`` column, since the dataset
+does not know them; labelling and student training read it from there.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from searchrel.baselines.bm25 import BM25Scorer
 from searchrel.data.dataset import Dataset
 from searchrel.data.tables import is_parquet, read_parquet_table, read_table
 from searchrel.distill.config import SampleConfig
+from searchrel.distill.pseudo import pseudo_queries
 from searchrel.models.encode import load_encoder
 from searchrel.progress import console, track
 
@@ -40,22 +47,56 @@ def eligible_queries(ds: Dataset, cfg: SampleConfig) -> pd.DataFrame:
 
 
 def sample_pairs(ds: Dataset, cfg: SampleConfig = SampleConfig(), text: TextConfig | None = None) -> pd.DataFrame:
-    """``query_id, item_id, source`` (log, bm25, embed, random): about ``amplification x`` the human labels."""
+    """``query_id, item_id, source`` (log, bm25, embed, random): about ``amplification x`` the human labels; and
+    ``query`` (the text, for pseudo-queries only) when pseudo-queries were made."""
     target = max(1, round(cfg.amplification * len(ds.judgments)))
     queries = eligible_queries(ds, cfg)
     has_log = ds.search_log is not None and len(ds.search_log) > 0
     if cfg.source == "log" and not has_log:
         raise ValueError("source 'log' asked for, but the dataset has no search_log")
+    if cfg.source == "log" and cfg.pseudo_queries:
+        raise ValueError("pseudo-queries get their candidates by retrieval, and source 'log' samples the log only")
+    n_dataset = len(queries)
+    queries = with_pseudo_queries(ds, queries, pseudo_count(cfg, target, n_dataset, has_log), cfg)
     parts = []
     if cfg.source in ("auto", "log") and has_log:
-        parts.append(_from_log(ds.search_log, set(queries["query_id"]), target, cfg.seed))
+        # the log's share of the budget: all of it, or its queries' share where pseudo-queries stand beside them
+        parts.append(_from_log(ds.search_log, set(queries["query_id"]), round(target * n_dataset / len(queries)),
+                               cfg.seed))
     have = sum(len(p) for p in parts)
     if have < target and cfg.source != "log":
         taken = parts[0] if parts else pd.DataFrame(columns=PAIR_COLUMNS)
-        parts.append(_from_retrieval(ds, queries, target - have, cfg, text or TextConfig.default_for(ds.items), taken))
+        # the rest by retrieval: for every query if the log fell short, else for the pseudo-queries alone
+        short = have < round(target * n_dataset / len(queries))
+        parts.append(_from_retrieval(ds, queries if short else queries.iloc[n_dataset:], target - have, cfg,
+                                     text or TextConfig.default_for(ds.items), taken))
     pairs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PAIR_COLUMNS)
     pairs = pairs.drop_duplicates(["query_id", "item_id"]).head(target)
-    return pairs.sort_values(["query_id", "item_id"], kind="stable").reset_index(drop=True)[PAIR_COLUMNS]
+    pairs = pairs.sort_values(["query_id", "item_id"], kind="stable").reset_index(drop=True)[PAIR_COLUMNS]
+    if len(queries) > n_dataset:  # pseudo-queries: the dataset does not know their text, the pairs carry it
+        pseudo_text = queries["text"].iloc[n_dataset:].set_axis(queries["query_id"].iloc[n_dataset:])
+        pairs["query"] = pairs["query_id"].map(pseudo_text)
+    return pairs
+
+
+def pseudo_count(cfg: SampleConfig, target: int, n_queries: int, has_log: bool) -> int:
+    """How many pseudo-queries to make: ``cfg.pseudo_queries`` when set; otherwise none where there is a log, and
+    without one as many as bring the candidates per query down to about ``cfg.candidates_per_query``."""
+    if cfg.pseudo_queries is not None:
+        return cfg.pseudo_queries
+    if has_log or cfg.source == "log":
+        return 0
+    return max(0, -(-target // cfg.candidates_per_query) - n_queries)
+
+
+def with_pseudo_queries(ds: Dataset, queries: pd.DataFrame, n: int, cfg: SampleConfig) -> pd.DataFrame:
+    """``queries`` followed by ``n`` pseudo-queries from the catalogue's titles (never a held-out query's text)."""
+    if n == 0:
+        return queries
+    held_out = ds.queries["query_id"].map(ds.split_of()).isin(cfg.exclude_splits)
+    made = pseudo_queries(ds.items, n, cfg.seed, exclude=set(ds.queries.loc[held_out, "text"]))
+    console.print(f"pseudo-queries: {len(made):,} cut from item titles, beside {len(queries):,} dataset queries")
+    return pd.concat([queries, made[["query_id", "text", "language"]]], ignore_index=True)
 
 
 def _from_log(log: pd.DataFrame, queries: set[str], target: int, seed: int) -> pd.DataFrame:

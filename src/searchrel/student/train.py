@@ -20,6 +20,7 @@ import torch
 
 from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset
+from searchrel.distill.label import query_texts
 from searchrel.eval.evaluate import EvalConfig, evaluate
 from searchrel.eval.grades import fit_thresholds, pair_frame
 from searchrel.models.encode import cpu_has_bf16, default_threads
@@ -32,8 +33,9 @@ from searchrel.student.predict import predict_pairs
 
 
 def training_rows(ds: Dataset, labels: pd.DataFrame | None, cfg: StudentTrainConfig) -> tuple[pd.DataFrame, np.ndarray]:
-    """``query_id, item_id, weight`` rows and their target distributions: distilled pairs (teacher probabilities,
-    weight 1) and the human labels of the train split (one-hot, weight ``human_weight``)."""
+    """``query_id, item_id, query, weight`` rows and their target distributions: distilled pairs (teacher
+    probabilities, weight 1) and the human labels of the train split (one-hot, weight ``human_weight``). ``query``
+    is the query's text: the dataset's, or the labels' own for queries the dataset does not have (pseudo-queries)."""
     grades = cfg.student.scale.grades
     parts, targets = [], []
     if labels is not None and len(labels):
@@ -46,7 +48,7 @@ def training_rows(ds: Dataset, labels: pd.DataFrame | None, cfg: StudentTrainCon
         if leaked.any():
             console.print(f"note: {int(leaked.sum()):,} distilled pairs of valid/test queries left out")
         labels = labels[~leaked]
-        parts.append(labels[["query_id", "item_id"]].assign(weight=1.0))
+        parts.append(labels[["query_id", "item_id"]].assign(query=query_texts(ds, labels).to_numpy(), weight=1.0))
         t = labels[cols].to_numpy(np.float32)
         targets.append(t / t.sum(1, keepdims=True))
     if cfg.human_weight > 0 or not parts:
@@ -55,7 +57,7 @@ def training_rows(ds: Dataset, labels: pd.DataFrame | None, cfg: StudentTrainCon
             human = human[human["language"].isin(cfg.train_languages)]
         if human.empty and not parts:
             raise ValueError("no training data: no distilled labels and no human labels in the train split")
-        parts.append(human[["query_id", "item_id"]].assign(weight=cfg.human_weight if parts else 1.0))
+        parts.append(human[["query_id", "item_id", "query"]].assign(weight=cfg.human_weight if parts else 1.0))
         targets.append((np.asarray(grades)[None, :] == human["label"].to_numpy()[:, None]).astype(np.float32))
     rows = pd.concat(parts, ignore_index=True)
     return rows, np.concatenate(targets)
@@ -95,12 +97,13 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
 
     rows, targets = training_rows(ds, labels, cfg)
     texts = build_item_texts(ds.items, scfg.text)
-    unknown = ~rows["item_id"].isin(texts.index) | ~rows["query_id"].isin(ds.queries["query_id"])
+    unknown = ~rows["item_id"].isin(texts.index) | rows["query"].isna()
     if unknown.any():
-        raise ValueError(f"{int(unknown.sum())} training pair(s) name a query or item the dataset does not have")
+        raise ValueError(f"{int(unknown.sum())} training pair(s) name a query or item the dataset does not have "
+                         "(and the labels give no query text)")
     q_ids, q_row = np.unique(rows["query_id"].to_numpy(), return_inverse=True)
     i_ids, i_row = np.unique(rows["item_id"].to_numpy(), return_inverse=True)
-    q_text = ds.queries.set_index("query_id")["text"].loc[q_ids].tolist()
+    q_text = rows.drop_duplicates("query_id").set_index("query_id")["query"].loc[q_ids].tolist()
     i_text = texts.loc[i_ids].tolist()
     console.print(f"student training data: {len(rows):,} pairs ({len(q_ids):,} queries, {len(i_ids):,} items)")
 
