@@ -119,6 +119,10 @@ def test_with_a_log_pseudo_queries_get_their_share_by_retrieval(world, tiny_bert
     assert "query" not in sample_pairs(world, cfg.model_copy(update={"pseudo_queries": None}))  # auto: a log, none
     with pytest.raises(ValueError, match="source 'log'"):
         sample_pairs(world, cfg.model_copy(update={"source": "log"}))
+    clash = world.with_judgments(world.judgments)
+    clash.queries = clash.queries.assign(query_id=PREFIX + clash.queries["query_id"].astype(str))
+    with pytest.raises(ValueError, match="name pseudo-queries"):
+        sample_pairs(clash, cfg)
 
 
 def test_the_cli_samples_pseudo_queries(world, tiny_bert, tmp_path):

@@ -21,7 +21,7 @@ import pandas as pd
 
 from searchrel.annotate.text import normalise_query
 
-PREFIX = "pseudo:"  # query ids of pseudo-queries: never an id of the dataset's own (its ids are checked against it)
+PREFIX = "pseudo:"  # query ids of pseudo-queries (sampling refuses a dataset whose own ids start with it)
 
 _CLAUSE = re.compile(r"\s[-–—|/]\s|[(),:;|\[\]]")  # what follows is a size, colour, pack or model detail
 _WORD = re.compile(r"[^\W_]+(?:['’&.+-][^\W_]+)*")
@@ -78,7 +78,8 @@ def pseudo_queries(items: pd.DataFrame, n: int, seed: int = 0, exclude: set[str]
     rng = np.random.default_rng(seed)
     shapes, weights = zip(*_SHAPES)
     p = np.asarray(weights) / sum(weights)
-    language = items["language"] if "language" in items.columns else pd.Series("und", index=items.index)
+    language = (items["language"].fillna("und") if "language" in items.columns
+                else pd.Series("und", index=items.index))
     words = [title_words(t) for t in items["title"].tolist()]
     seen = {normalise_query(t) for t in exclude}
     rows: list[tuple[str, str, str]] = []
@@ -91,7 +92,7 @@ def pseudo_queries(items: pd.DataFrame, n: int, seed: int = 0, exclude: set[str]
             if len(key) < 3 or key in seen:
                 continue
             seen.add(key)
-            rows.append((text, str(language.iloc[i] or "und"), str(items["item_id"].iloc[i])))
+            rows.append((text, str(language.iloc[i]), str(items["item_id"].iloc[i])))
         if len(rows) >= n:
             break
     out = pd.DataFrame(rows, columns=["text", "language", "item_id"])

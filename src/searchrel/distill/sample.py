@@ -29,6 +29,7 @@ from searchrel.baselines.bm25 import BM25Scorer
 from searchrel.data.dataset import Dataset
 from searchrel.data.tables import is_parquet, read_parquet_table, read_table
 from searchrel.distill.config import SampleConfig
+from searchrel.distill.pseudo import PREFIX as PSEUDO_PREFIX
 from searchrel.distill.pseudo import pseudo_queries
 from searchrel.models.encode import load_encoder
 from searchrel.progress import console, track
@@ -93,6 +94,10 @@ def with_pseudo_queries(ds: Dataset, queries: pd.DataFrame, n: int, cfg: SampleC
     """``queries`` followed by ``n`` pseudo-queries from the catalogue's titles (never a held-out query's text)."""
     if n == 0:
         return queries
+    clash = ds.queries["query_id"].astype(str).str.startswith(PSEUDO_PREFIX)
+    if clash.any():
+        raise ValueError(f"query id {ds.queries['query_id'][clash].iloc[0]!r}: ids starting with {PSEUDO_PREFIX!r} "
+                         "name pseudo-queries; rename the dataset's or pass pseudo_queries=0")
     held_out = ds.queries["query_id"].map(ds.split_of()).isin(cfg.exclude_splits)
     made = pseudo_queries(ds.items, n, cfg.seed, exclude=set(ds.queries.loc[held_out, "text"]))
     console.print(f"pseudo-queries: {len(made):,} cut from item titles, beside {len(queries):,} dataset queries")
