@@ -50,7 +50,8 @@ def test_pseudo_queries_are_distinct_short_phrases_of_the_titles_never_excluded_
 
 
 def test_the_number_of_pseudo_queries_follows_the_budget_without_a_log():
-    auto = SampleConfig(candidates_per_query=50)
+    auto = SampleConfig(pseudo_queries="auto", candidates_per_query=50)
+    assert SampleConfig().pseudo_queries == 0  # off unless asked
     assert pseudo_count(auto, target=10_000, n_queries=60, has_log=False) == 140  # 200 queries x 50 candidates
     assert pseudo_count(auto, target=1_000, n_queries=60, has_log=False) == 0  # the dataset's queries suffice
     assert pseudo_count(auto, target=10_000, n_queries=60, has_log=True) == 0  # a log says what users search
@@ -116,7 +117,7 @@ def test_with_a_log_pseudo_queries_get_their_share_by_retrieval(world, tiny_bert
     n_real = pairs.loc[~pseudo, "query_id"].nunique()
     share = 30 / (30 + world.queries["query_id"].map(world.split_of()).eq("train").sum())
     assert abs(pseudo.mean() - share) < 0.1 and n_real > 0
-    assert "query" not in sample_pairs(world, cfg.model_copy(update={"pseudo_queries": None}))  # auto: a log, none
+    assert "query" not in sample_pairs(world, cfg.model_copy(update={"pseudo_queries": "auto"}))  # auto: a log, none
     with pytest.raises(ValueError, match="source 'log'"):
         sample_pairs(world, cfg.model_copy(update={"source": "log"}))
     clash = world.with_judgments(world.judgments)
@@ -139,3 +140,5 @@ def test_the_cli_samples_pseudo_queries(world, tiny_bert, tmp_path):
     assert pairs["query_id"].str.startswith(PREFIX).any() and meta["config"]["pseudo_queries"] == 12
     r = runner.invoke(app, ["distill", "sample", str(world.path), "--out", str(out), "--pseudo-queries", "-1"])
     assert r.exit_code != 0 and "pseudo_queries" in r.output
+    r = runner.invoke(app, ["distill", "sample", str(world.path), "--out", str(out), "--pseudo-queries", "many"])
+    assert r.exit_code == 2 and "whole number or auto" in r.output

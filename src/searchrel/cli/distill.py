@@ -16,8 +16,18 @@ _S = {k: f.default for k, f in SampleConfig.model_fields.items()}
 _L = {k: f.default for k, f in LabelConfig.model_fields.items()}
 
 
-_PSEUDO = ("queries cut from item titles, labelled beside the dataset's (default: without a search log, enough for "
-           "about --candidates-per-query candidates each; 0: none)")
+_PSEUDO = ("queries cut from item titles, labelled beside the dataset's: a number, or auto (without a search log, "
+           "enough for about --candidates-per-query candidates each)")
+
+
+def _pseudo(value: str) -> int | str:
+    """``--pseudo-queries``: ``auto`` or a whole number (validated by SampleConfig)."""
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(value)
+    except ValueError:
+        raise typer.BadParameter(f"a whole number or auto, not {value!r}") from None
 
 
 def _splits(value: str) -> list[str]:
@@ -33,7 +43,7 @@ def sample_cmd(
     source: str = typer.Option(_S["source"], help="auto (log, topped up by retrieval), log or retrieval"),
     exclude_splits: str = typer.Option("valid,test", help="splits whose queries are never sampled ('' for none)"),
     embed_model: str = typer.Option(_S["embed_model"], help="zero-shot model for embedding retrieval"),
-    pseudo_queries: int | None = typer.Option(None, help=_PSEUDO),
+    pseudo_queries: str = typer.Option(str(_S["pseudo_queries"]), help=_PSEUDO),
     candidates_per_query: int = typer.Option(_S["candidates_per_query"],
                                              help="the automatic number of pseudo-queries aims at this many "
                                                   "candidates per query"),
@@ -44,7 +54,7 @@ def sample_cmd(
 
     ds = load_dataset(dataset)
     cfg = SampleConfig(amplification=amplification, source=source, exclude_splits=_splits(exclude_splits),
-                       embed_model=embed_model, pseudo_queries=pseudo_queries,
+                       embed_model=embed_model, pseudo_queries=_pseudo(pseudo_queries),
                        candidates_per_query=candidates_per_query, seed=seed)
     pairs = sample_pairs(ds, cfg)
     save_pairs(pairs, out, ds, cfg)
@@ -94,7 +104,7 @@ def curve_cmd(
                                                "me5-small; e.g. embeddinggemma-300m)"),
     split: str = typer.Option("test"),
     backend: str = typer.Option(_L["backend"], help="labelling backend: local or ray"),
-    pseudo_queries: int | None = typer.Option(None, help=_PSEUDO),
+    pseudo_queries: str = typer.Option(str(_S["pseudo_queries"]), help=_PSEUDO),
 ) -> None:
     """Students on human labels only, then on x1, x10, ... teacher-labelled pairs, next to the teacher."""
     from searchrel.eval.tables import rich_table
@@ -108,7 +118,7 @@ def curve_cmd(
                                                                   "zero_shot_model": zero_shot_model}.items() if v})
     train = train.model_copy(update={**update, "student": student})
     cfg = CurveConfig(amplifications=[float(a) for a in amplifications.split(",") if a], train=train, split=split,
-                      label=LabelConfig(backend=backend), sample=SampleConfig(pseudo_queries=pseudo_queries))
+                      label=LabelConfig(backend=backend), sample=SampleConfig(pseudo_queries=_pseudo(pseudo_queries)))
     results = curve(ds, teacher, out, cfg)
     console.print(rich_table(results, title=f"amplification curve ({split} split)", breakdown=False))
     console.print(f"-> {out / 'curve.md'}, {out / 'curve.json'}, {out / 'curve.png'}, {out / 'curve-line.png'}")

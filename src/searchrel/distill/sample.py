@@ -8,9 +8,9 @@ production retriever would return, hard ones included) plus random items as easy
 splits (valid, test by default) are never sampled, so a student's evaluation stays clean.
 
 Without a log, the dataset's judged queries are few (a few hundred on CrowdFlower), and more items for the same
-queries teach a student little about queries it has never seen; so retrieval also runs for pseudo-queries cut
-from the catalogue's titles (``distill.pseudo``; by default as many as give each query about
-``candidates_per_query`` candidates). Their pairs carry the query text in a ``query`` column, since the dataset
+queries teach a student little about queries it has never seen; so retrieval can also run for pseudo-queries cut
+from the catalogue's titles (``distill.pseudo``: ``pseudo_queries`` N, or ``auto`` for as many as give each query
+about ``candidates_per_query`` candidates). Their pairs carry the query text in a ``query`` column, since the dataset
 does not know them; labelling and student training read it from there.
 """
 
@@ -55,7 +55,7 @@ def sample_pairs(ds: Dataset, cfg: SampleConfig = SampleConfig(), text: TextConf
     has_log = ds.search_log is not None and len(ds.search_log) > 0
     if cfg.source == "log" and not has_log:
         raise ValueError("source 'log' asked for, but the dataset has no search_log")
-    if cfg.source == "log" and cfg.pseudo_queries:
+    if cfg.source == "log" and cfg.pseudo_queries not in (0, "auto"):
         raise ValueError("pseudo-queries get their candidates by retrieval, and source 'log' samples the log only")
     n_dataset = len(queries)
     queries = with_pseudo_queries(ds, queries, pseudo_count(cfg, target, n_dataset, has_log), cfg)
@@ -81,10 +81,10 @@ def sample_pairs(ds: Dataset, cfg: SampleConfig = SampleConfig(), text: TextConf
 
 
 def pseudo_count(cfg: SampleConfig, target: int, n_queries: int, has_log: bool) -> int:
-    """How many pseudo-queries to make: ``cfg.pseudo_queries`` when set; otherwise none where there is a log, and
-    without one as many as bring the candidates per query down to about ``cfg.candidates_per_query``."""
-    if cfg.pseudo_queries is not None:
-        return cfg.pseudo_queries
+    """How many pseudo-queries to make: ``cfg.pseudo_queries`` when it is a number; for ``auto``, none where there
+    is a log, and without one as many as bring the candidates per query down to about ``cfg.candidates_per_query``."""
+    if cfg.pseudo_queries != "auto":
+        return int(cfg.pseudo_queries)
     if has_log or cfg.source == "log":
         return 0
     return max(0, -(-target // cfg.candidates_per_query) - n_queries)
