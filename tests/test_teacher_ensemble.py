@@ -218,8 +218,11 @@ def test_cli_default_recipe_trains_evaluates_and_names_the_missing_model(eg, tmp
     ds = _tiny()
     ds.save(tmp_path / "ds")
     run = CliRunner().invoke(app, ["teacher", "train", str(tmp_path / "ds"), "--out", str(tmp_path / "t"),
-                                   "--members", f"fields:{eg},text_match", "--fields", "title,image_caption"])
+                                   "--members", f"fields:{eg},text_match", "--fields", "title,image_caption",
+                                   "--ordinal-weight", "3"])
     assert run.exit_code == 0, run.output
+    stacker = json.loads((tmp_path / "t" / "teacher.json").read_text())["stacker"]
+    assert stacker["level1"]["fitted_on"]["ordinal_weight"] == 3
     run = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--model", str(tmp_path / "t"),
                                    "--split", "all", "--out", str(tmp_path / "e.json")])
     assert run.exit_code == 0, run.output

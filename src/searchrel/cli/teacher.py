@@ -26,6 +26,8 @@ def train_cmd(
     members: str = typer.Option(",".join(_R["members"]), help="ensemble members: fields:MODEL, embed:MODEL, "
                                 "prf:MODEL, text_match, cross_encoder, biencoder"),
     prf_k: int = typer.Option(_R["prf_k"], help="catalogue neighbours in a prf member's query centroid"),
+    ordinal_weight: float = typer.Option(_R["ordinal_weight"], help="ensemble stacker: weight of the ordinal "
+                                         "likelihood of the grades beside ListNet (0: ranking only)"),
     biencoder_backbone: str = typer.Option(BiEncoderConfig().backbone, help="the bi-encoder member's embedding model"),
     backbone: str = typer.Option(_T["backbone"], help="the cross-encoder's backbone: registered name (me5-small, "
                                  "embeddinggemma-300m, gemma-3-270m), local path or hub id"),
@@ -69,6 +71,7 @@ def train_cmd(
     if recipe not in ("ensemble", "cross_encoder"):
         raise ValueError(f"unknown recipe {recipe!r}: ensemble or cross_encoder")
     cfg = TrainConfig(recipe=recipe, members=[m.strip() for m in members.split(",") if m.strip()], prf_k=prf_k,
+                      ordinal_weight=ordinal_weight,
                       biencoder=BiEncoderConfig(backbone=biencoder_backbone), teacher=teacher, epochs=epochs, lr=lr, head_lr=head_lr, batch_size=batch_size,
                       max_minutes=max_minutes, select_metric=select_metric, label_smoothing=label_smoothing,
                       soft_targets=soft_targets, listwise_weight=listwise_weight, seed=seed, bf16=False if fp32 else None, device=device,
