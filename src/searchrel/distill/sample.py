@@ -59,18 +59,17 @@ def sample_pairs(ds: Dataset, cfg: SampleConfig = SampleConfig(), text: TextConf
         raise ValueError("pseudo-queries get their candidates by retrieval, and source 'log' samples the log only")
     n_dataset = len(queries)
     queries = with_pseudo_queries(ds, queries, pseudo_count(cfg, target, n_dataset, has_log), cfg)
+    # the log's share of the budget: all of it, or its queries' share where pseudo-queries stand beside them
+    log_budget = round(target * n_dataset / len(queries))
     parts = []
     if cfg.source in ("auto", "log") and has_log:
-        # the log's share of the budget: all of it, or its queries' share where pseudo-queries stand beside them
-        parts.append(_from_log(ds.search_log, set(queries["query_id"]), round(target * n_dataset / len(queries)),
-                               cfg.seed))
+        parts.append(_from_log(ds.search_log, set(queries["query_id"]), log_budget, cfg.seed))
     have = sum(len(p) for p in parts)
     if have < target and cfg.source != "log":
         taken = parts[0] if parts else pd.DataFrame(columns=PAIR_COLUMNS)
         # the rest by retrieval: for every query if the log fell short, else for the pseudo-queries alone
-        short = have < round(target * n_dataset / len(queries))
-        parts.append(_from_retrieval(ds, queries if short else queries.iloc[n_dataset:], target - have, cfg,
-                                     text or TextConfig.default_for(ds.items), taken))
+        parts.append(_from_retrieval(ds, queries if have < log_budget else queries.iloc[n_dataset:], target - have,
+                                     cfg, text or TextConfig.default_for(ds.items), taken))
     pairs = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PAIR_COLUMNS)
     pairs = pairs.drop_duplicates(["query_id", "item_id"]).head(target)
     pairs = pairs.sort_values(["query_id", "item_id"], kind="stable").reset_index(drop=True)[PAIR_COLUMNS]
@@ -91,14 +90,15 @@ def pseudo_count(cfg: SampleConfig, target: int, n_queries: int, has_log: bool) 
 
 
 def with_pseudo_queries(ds: Dataset, queries: pd.DataFrame, n: int, cfg: SampleConfig) -> pd.DataFrame:
-    """``queries`` followed by ``n`` pseudo-queries from the catalogue's titles (never a held-out query's text)."""
+    """``queries`` (the eligible ones) followed by ``n`` pseudo-queries from the catalogue's titles, never the text of
+    a dataset query left out of them (a held-out one)."""
     if n == 0:
         return queries
     clash = ds.queries["query_id"].astype(str).str.startswith(PSEUDO_PREFIX)
     if clash.any():
         raise ValueError(f"query id {ds.queries['query_id'][clash].iloc[0]!r}: ids starting with {PSEUDO_PREFIX!r} "
                          "name pseudo-queries; rename the dataset's or pass pseudo_queries=0")
-    held_out = ds.queries["query_id"].map(ds.split_of()).isin(cfg.exclude_splits)
+    held_out = ~ds.queries["query_id"].isin(queries["query_id"])
     made = pseudo_queries(ds.items, n, cfg.seed, exclude=set(ds.queries.loc[held_out, "text"]))
     console.print(f"pseudo-queries: {len(made):,} cut from item titles, beside {len(queries):,} dataset queries")
     return pd.concat([queries, made[["query_id", "text", "language"]]], ignore_index=True)
