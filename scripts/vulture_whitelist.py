@@ -11,6 +11,7 @@ image_caption, board_titles, engaged_queries  # serve.app.ItemIn: request fields
 detail  # serve.app.Problem: the error body FastAPI documents
 # registered by name and built by make_feature("zero_shot", ...)
 ZeroShot  # student.features
+ZeroShotProduct  # student.features (registered by name)
 # a typing.Protocol: the interface the caches implement
 QueryCache  # serve.cache
 # attributes set on library objects that read them (onnxruntime.SessionOptions, ray DataContext, tokenizers, faiss)

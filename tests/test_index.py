@@ -78,7 +78,7 @@ def test_build_holds_the_students_item_side(student_dir, world, reference, tmp_p
     assert list(idx.item_ids) == list(world.items["item_id"]) and idx.version == "1"
     assert idx.vectors.dtype == np.float32 and np.allclose(idx.vectors, side.emb, atol=1e-5)
     _same_states(idx.features, side.features)
-    assert set(idx.features) == {"text_match", "zero_shot"}
+    assert set(idx.features) == {"text_match", "zero_shot", "zero_shot_product"}
     assert (vdir / "features" / "text_match.npz").is_file() and (vdir / "features" / "zero_shot.npy").is_file()
     assert list(idx.items["content_hash"]) == [hashlib.sha256(t.encode()).hexdigest() for t in texts]
     m = idx.manifest

@@ -202,3 +202,28 @@ def test_distilled_subsets_are_nested_in_larger_ones():
     assert set(x1["pair_idx"]) <= set(x3["pair_idx"]) <= set(x10["pair_idx"])
     assert x3["pair_idx"].is_monotonic_increasing  # pair order kept
     assert not set(distilled_subset(labels, 1, 100, seed=8)["pair_idx"]) == set(x1["pair_idx"])  # the seed matters
+
+
+def test_zero_shot_product_columns_sum_to_the_zero_shot_cosine(tiny_bert):
+    cos, prod = (make_feature(n, model=str(tiny_bert)) for n in ("zero_shot", "zero_shot_product"))
+    qs, its = cos.query_side(["red table", "blue dress"]), cos.item_side(["red wooden table", "blue cotton dress"])
+    q_idx, i_idx = np.array([0, 0, 1]), np.array([0, 1, 1])
+    p = prod.pairs(qs, q_idx, its, i_idx)
+    assert p.shape == (3, prod.size) and prod.size == qs.shape[1]
+    assert np.allclose(p.sum(1), cos.pairs(qs, q_idx, its, i_idx)[:, 0], atol=1e-5)
+
+
+def test_head_epochs_train_the_scorer_on_frozen_towers_and_keep_the_best_valid_epoch(world, tiny_bert, tmp_path):
+    cfg = _cfg(tiny_bert, epochs=1, head_epochs=3, head_patience=10, bf16=False)
+    cfg.student.features = ["text_match", "zero_shot", "zero_shot_product"]
+    out = train_student(world, tmp_path / "s", cfg)
+    rec = json.loads((out / "train.json").read_text())
+    head = [h for h in rec["history"] if "head_epoch" in h]
+    assert [h["head_epoch"] for h in head] == [0, 1, 2, 3]  # the start, then each epoch on valid
+    towers = [h for h in rec["history"] if "step" in h]
+    assert towers[0]["step"] == 0  # the towers' phase starts from the best head, validated before its first step
+    assert towers[0]["ndcg@8"] == pytest.approx(max(h["ndcg@8"] for h in head), abs=1e-6)
+    assert rec["best"]["ndcg@8"] >= towers[0]["ndcg@8"]
+    # the student scores the judged pairs after a save and load
+    pred = predict_dataset(load_student(out), world, "test")
+    assert len(pred) == len(world.pairs("test"))

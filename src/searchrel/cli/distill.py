@@ -99,6 +99,9 @@ def curve_cmd(
     amplifications: str = typer.Option("1,10", help="distilled pairs per human label, e.g. 1,10,100"),
     epochs: int | None = typer.Option(None, help="epochs per student (default: the student's)"),
     max_minutes: float | None = typer.Option(None, help="training budget per student"),
+    head_epochs: int | None = typer.Option(None, help="epochs of each student's scorer alone on frozen towers first"),
+    features: str | None = typer.Option(None, help="the students' pair features, comma-separated (default: "
+                                        "the student's)"),
     layers: int | None = typer.Option(None, help="tower layers kept from the backbone"),
     zero_shot_model: str | None = typer.Option(None, help="the students' zero_shot feature model (default: "
                                                "me5-small; e.g. embeddinggemma-300m)"),
@@ -113,9 +116,11 @@ def curve_cmd(
 
     ds = load_dataset(dataset)
     train = StudentTrainConfig()
-    update = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes}.items() if v is not None}
-    student = train.student.model_copy(update={k: v for k, v in {"layers": layers,
-                                                                  "zero_shot_model": zero_shot_model}.items() if v})
+    update = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes,
+                                         "head_epochs": head_epochs}.items() if v is not None}
+    student = train.student.model_copy(update={k: v for k, v in {
+        "layers": layers, "zero_shot_model": zero_shot_model,
+        "features": None if features is None else [f for f in features.split(",") if f]}.items() if v is not None})
     train = train.model_copy(update={**update, "student": student})
     cfg = CurveConfig(amplifications=[float(a) for a in amplifications.split(",") if a], train=train, split=split,
                       label=LabelConfig(backend=backend), sample=SampleConfig(pseudo_queries=_pseudo(pseudo_queries)))

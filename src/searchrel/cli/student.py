@@ -31,6 +31,7 @@ def train_cmd(
     batch_items: int = typer.Option(_T["batch_items"], help="items per step, each with all its pairs"),
     lr: float = typer.Option(_T["lr"]),
     head_lr: float = typer.Option(_T["head_lr"]),
+    head_epochs: int = typer.Option(_T["head_epochs"], help="epochs of the scorer alone on frozen towers first (LP-FT)"),
     human_weight: float = typer.Option(_T["human_weight"], help="weight of the human-label cross-entropy (0: off)"),
     max_minutes: float | None = typer.Option(None, help="stop cleanly within this budget, keeping the best"),
     seed: int = typer.Option(_T["seed"]),
@@ -53,7 +54,7 @@ def train_cmd(
     student = StudentConfig(backbone=backbone, layers=layers, dim=dim, text=text, zero_shot_model=zero_shot_model,
                             features=[f for f in features.split(",") if f])
     cfg = StudentTrainConfig(student=student, epochs=epochs, batch_items=batch_items, lr=lr, head_lr=head_lr,
-                             human_weight=human_weight, max_minutes=max_minutes, seed=seed)
+                             head_epochs=head_epochs, human_weight=human_weight, max_minutes=max_minutes, seed=seed)
     path = train_student(ds, out, cfg, read_labels(labels) if labels else None)
     console.print(f"student -> {path}  (evaluate: searchrel eval --model {path} --data {dataset})")
 

@@ -19,7 +19,9 @@ class StudentConfig(BaseModel):
     item_max_length: int = 128
     text: TextConfig = Field(default_factory=TextConfig)
     scale: Scale = Field(default_factory=Scale)
-    features: list[str] = Field(default_factory=lambda: ["text_match", "zero_shot"])  # see student.features
+    # see student.features; zero_shot_product lets the head re-weight the frozen model's similarity, which the
+    # head's epochs (StudentTrainConfig.head_epochs) learn from many distilled pairs in seconds (docs/results.md)
+    features: list[str] = Field(default_factory=lambda: ["text_match", "zero_shot", "zero_shot_product"])
     zero_shot_model: str = "me5-small"  # the frozen embedding model behind the zero_shot feature
     # grade logits = MLP + a linear residual on the pair features that starts as ``residual_start`` alone: the
     # student begins as its best cheap feature, so distillation can only add to it
@@ -45,6 +47,12 @@ class StudentTrainConfig(BaseModel):
     head_lr: float = 1e-3  # projections and scorer
     weight_decay: float = 0.01
     warmup: float = 0.06
+    # the head first (linear probing, then fine-tuning: LP-FT): up to ``head_epochs`` epochs that train the scorer
+    # alone on the towers' starting embeddings and the pair features — computed once, so an epoch over 200,000
+    # pairs takes seconds, not a tower pass per step — chosen on valid; then the towers and head together
+    head_epochs: int = 40
+    head_batch: int = 1024  # pairs per step of the head's epochs
+    head_patience: int = 5  # head epochs without a better valid NDCG@8 before the towers' phase begins
     human_weight: float = 1.0  # weight of the human-label cross-entropy beside the distillation loss
     train_languages: list[str] | None = None  # human labels of these query languages only (distilled: all)
     max_minutes: float | None = None

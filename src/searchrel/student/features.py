@@ -7,6 +7,8 @@ side computed online (cacheable), and a cheap pair step combining the two for an
   the catalogue it was fitted on (saved with the student, so a served score equals a trained one and unseen
   items can be scored too), the share of distinct query terms the item contains, and whether it has them all.
 * ``zero_shot`` — cosine of the frozen zero-shot embedding model's query and item vectors (SearchSage's role).
+* ``zero_shot_product`` — the same two vectors' elementwise product, one column per dimension (their sum is the
+  cosine): the scorer learns its own weighting of the frozen model's similarity from the (distilled) labels.
 
 Add one with ``@register("name")`` on a class with ``fit``/``state``/``item_side``/``query_side``/``pairs`` and
 the two declarations serving and the index ask for instead of knowing features by name:
@@ -96,3 +98,19 @@ class ZeroShot:
 
     def pairs(self, qside: np.ndarray, q_idx: np.ndarray, iside: np.ndarray, i_idx: np.ndarray) -> np.ndarray:
         return np.einsum("nd,nd->n", qside[q_idx], iside[i_idx])[:, None].astype(np.float32)
+
+
+@register("zero_shot_product")
+class ZeroShotProduct(ZeroShot):
+    """Elementwise product of the frozen zero-shot model's query and item vectors: one column per dimension.
+
+    The same vectors as ``zero_shot`` (the embedding cache computes them once), so a student may carry both: the
+    cosine for its residual start, the product for a learned re-weighting of the frozen model's similarity that
+    needs no tower pass to train — the part of the student that many distilled pairs can teach cheaply."""
+
+    @property
+    def size(self) -> int:  # type: ignore[override]
+        return self.query_dim
+
+    def pairs(self, qside: np.ndarray, q_idx: np.ndarray, iside: np.ndarray, i_idx: np.ndarray) -> np.ndarray:
+        return (qside[q_idx] * iside[i_idx]).astype(np.float32)

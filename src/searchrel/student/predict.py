@@ -8,11 +8,17 @@ import pandas as pd
 from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset
 from searchrel.eval.grades import pair_frame
-from searchrel.student.model import Student
+from searchrel.student.model import Side, Student
 
 
 def predict_pairs(student: Student, ds: Dataset, pairs: pd.DataFrame, bf16: bool | None = None) -> np.ndarray:
     """Grade probabilities for ``pairs`` (``query_id, item_id``) of ``ds``, in row order."""
+    return student.predict(*pair_sides(student, ds, pairs, bf16=bf16))
+
+
+def pair_sides(student: Student, ds: Dataset, pairs: pd.DataFrame,
+               bf16: bool | None = None) -> tuple[Side, np.ndarray, Side, np.ndarray]:
+    """The query and item sides of ``pairs`` and each row's index into them: what ``Student.predict`` takes."""
     texts = build_item_texts(ds.items, student.config.text)
     query_text = ds.queries.set_index("query_id")["text"]
     bad = ~pairs["item_id"].isin(texts.index) | ~pairs["query_id"].isin(query_text.index)
@@ -23,7 +29,7 @@ def predict_pairs(student: Student, ds: Dataset, pairs: pd.DataFrame, bf16: bool
     i_ids, i_idx = np.unique(pairs["item_id"].to_numpy(), return_inverse=True)
     queries = student.side(query_text.loc[q_ids].tolist(), "query", bf16=bf16)
     items = student.side(texts.loc[i_ids].tolist(), "item", bf16=bf16)
-    return student.predict(queries, q_idx, items, i_idx)
+    return queries, q_idx, items, i_idx
 
 
 def predict_dataset(student: Student, ds: Dataset, split: str = "all", pairs: pd.DataFrame | None = None,

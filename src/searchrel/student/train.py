@@ -4,8 +4,11 @@ Batches are built around items: each step takes ``batch_items`` items with every
 of them, runs the item tower once per item and the query tower once per distinct query, and scores all pairs.
 So the towers' cost per epoch depends on the number of distinct items and queries, not on the number of pairs,
 and a hundred times more distilled pairs costs little more than the human labels alone (see README).
-Pair features are computed once before training. Validation on the valid split's human labels (NDCG@8) picks
-the best weights; a time budget stops cleanly.
+Pair features are computed once before training. With ``head_epochs`` the scorer is first trained alone on the
+towers' starting embeddings (computed once) and the pair features, many epochs in seconds (linear probing before
+fine-tuning, LP-FT), and the towers then start from a head that already uses what the pair features can give.
+Validation on the valid split's human labels (NDCG@8) picks the best weights — the starting point included, so
+training can only keep or improve what the student started as on valid; a time budget stops cleanly.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from searchrel.models.training import Budget, EarlyStopping, warmup_then_decay
 from searchrel.progress import console, step
 from searchrel.student.config import StudentTrainConfig
 from searchrel.student.model import Side, Student, new_student
-from searchrel.student.predict import predict_pairs
+from searchrel.student.predict import pair_sides, predict_pairs
 
 
 def training_rows(ds: Dataset, labels: pd.DataFrame | None, cfg: StudentTrainConfig) -> tuple[pd.DataFrame, np.ndarray]:
@@ -74,6 +77,49 @@ def item_batches(item_of_row: np.ndarray, batch_items: int, seed: int) -> list[n
     order = np.argsort(batch_of_row, kind="stable")
     bounds = np.flatnonzero(np.diff(batch_of_row[order])) + 1
     return np.split(order, bounds)
+
+
+def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: pd.DataFrame, q_row: np.ndarray,
+                i_row: np.ndarray, q_text: list[str], i_text: list[str], feats: np.ndarray | None,
+                targets: torch.Tensor, weights: torch.Tensor, bf16: bool, history: list[dict], budget: Budget) -> None:
+    """Train the scorer (and residual) alone, towers frozen at their start: every query and item embedded once,
+    then ``head_epochs`` epochs of ``head_batch`` random pairs, the epoch with the best valid NDCG@8 kept."""
+    q_emb = torch.from_numpy(student.embed(q_text, "query", bf16=bf16))
+    i_emb = torch.from_numpy(student.embed(i_text, "item", bf16=bf16))
+    f_all = None if feats is None else torch.from_numpy(feats)
+    vsides = pair_sides(student, ds, valid, bf16=bf16)  # towers frozen: the valid side is computed once too
+    head = [p for n, p in student.named_parameters() if p.requires_grad and n.startswith(("scorer.", "skip."))]
+    opt = torch.optim.AdamW(head, lr=cfg.head_lr, weight_decay=cfg.weight_decay)
+    q_row_t, i_row_t = torch.from_numpy(q_row), torch.from_numpy(i_row)
+    early, best = EarlyStopping(), copy.deepcopy(student.state_dict())
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    def score_valid(epoch: int) -> None:
+        nonlocal best
+        probs = student.predict(*vsides)
+        frame = pair_frame(student.config.scale, student.config.thresholds, probs, valid)
+        metrics = evaluate(ds, frame, EvalConfig(split="valid"), pairs=valid).overall
+        history.append({"head_epoch": epoch, "elapsed_s": round(budget.elapsed_s, 1), **metrics})
+        if early.update(metrics["ndcg@8"], epoch):
+            best = copy.deepcopy(student.state_dict())
+
+    score_valid(0)
+    with step("training the student's head on frozen towers", total=cfg.head_epochs) as advance:
+        for epoch in range(1, cfg.head_epochs + 1):
+            student.train()
+            for b in torch.randperm(len(q_row), generator=gen).split(cfg.head_batch):
+                logits = student.score(q_emb[q_row_t[b]], i_emb[i_row_t[b]], None if f_all is None else f_all[b])
+                ce = torch.sum(-targets[b] * torch.log_softmax(logits, -1), -1)
+                loss = (ce * weights[b]).sum() / weights[b].sum()
+                loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            score_valid(epoch)
+            advance()
+            if early.stop(cfg.head_patience) or budget.spent():
+                break
+    student.load_state_dict(best)
+    console.print(f"student head: best valid ndcg@8 {early.best:.4f} after {early.best_step} of {epoch} epochs")
 
 
 def _optimizer(student: Student, cfg: StudentTrainConfig, total: int):
@@ -142,6 +188,10 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
             best_state = copy.deepcopy(student.state_dict())
         student.train()
 
+    if cfg.head_epochs and len(valid):
+        _train_head(student, ds, cfg, valid, q_row, i_row, q_text, i_text, feats, targets_t, weights, bf16, history,
+                    budget)
+    validate()  # the starting point (the residual's feature, or the trained head) is a candidate too
     student.train()
     with step(f"training student ({scfg.backbone}, {scfg.layers or 'all'} layers)", total=total) as advance:
         for epoch in range(cfg.epochs):
