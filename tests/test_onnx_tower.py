@@ -126,7 +126,7 @@ def test_the_zero_shot_query_side_runs_on_onnx_runtime_like_the_encoder(tiny_ber
     # the served query side: the tower and the zero-shot vector, both from ONNX Runtime, named in the cache key
     loaded = load_student(d)
     plain, quant = QueryEmbedder(loaded, d), QueryEmbedder(loaded, d, int8=True)
-    assert set(plain.onnx_features) == {"zero_shot"}
+    assert set(plain.onnx_features) == {str(tiny_bert)}
     tower, cached = plain.split(plain.encode(QUERIES))
     assert _min_cos(tower, loaded.embed(QUERIES, "query", bf16=False)) > 0.9999
     assert _min_cos(cached["zero_shot"], ref) > 0.9999
@@ -134,3 +134,14 @@ def test_the_zero_shot_query_side_runs_on_onnx_runtime_like_the_encoder(tiny_ber
     torch_side = QueryEmbedder(loaded, d, onnx=False)
     assert not torch_side.onnx_features
     assert _min_cos(torch_side.split(torch_side.encode(QUERIES))[1]["zero_shot"], ref) > 0.999
+
+    # zero_shot and zero_shot_product read the same query vector: the model runs once, the cached row holds it once
+    both = new_student(StudentConfig(backbone=str(tiny_bert), layers=1, dim=16, zero_shot_model=str(tiny_bert),
+                                     features=["zero_shot", "zero_shot_product"]))
+    d2 = both.save(tmp_path / "s2")
+    emb = QueryEmbedder(load_student(d2), d2)
+    rows = emb.encode(QUERIES)
+    assert rows.shape[1] == 16 + ref.shape[1]
+    _, sides = emb.split(rows)
+    assert set(sides) == {"zero_shot", "zero_shot_product"} and np.array_equal(sides["zero_shot"],
+                                                                              sides["zero_shot_product"])

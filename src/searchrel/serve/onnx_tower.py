@@ -359,31 +359,38 @@ class QueryEmbedder:
     def __init__(self, student: Student, student_dir: Path, onnx: bool = True, int8: bool = False):
         self.student = student
         self.cached = [f for f in student.features if f.query_cached]
-        self.onnx_features: dict[str, OnnxTextEncoder] = {}
+        # features whose query side is one embedding model's vector (zero_shot, zero_shot_product) share it: the
+        # model runs once per query and the cached row holds its vector once
+        self.source = {f.name: getattr(f, "query_model", None) or f.name for f in self.cached}
+        self.sides = {}
+        for f in self.cached:
+            self.sides.setdefault(self.source[f.name], f)
+        self.onnx_features: dict[str, OnnxTextEncoder] = {}  # by model name
         if onnx:
             self.tower = OnnxQueryEncoder.from_student_dir(student_dir, int8=int8)
             prints = [self.tower.fingerprint]
-            for f in self.cached:
-                name = getattr(f, "query_model", None)  # a feature whose query side is one embedding model's
+            for key, f in self.sides.items():
+                name = getattr(f, "query_model", None)
                 if name is not None and zero_shot_exportable(name):
-                    self.onnx_features[f.name] = zero_shot_query_encoder(name, student_dir, int8=int8)
-                    prints.append(self.onnx_features[f.name].fingerprint)
+                    self.onnx_features[key] = zero_shot_query_encoder(name, student_dir, int8=int8)
+                    prints.append(self.onnx_features[key].fingerprint)
             self.fingerprint = prints[0] if len(prints) == 1 else hashlib.blake2b(
                 "/".join(prints).encode(), digest_size=8).hexdigest()
         else:
             self.tower = None
             self.fingerprint = model_version(student_dir)[:16]
-        widths = [student.config.dim] + [f.query_dim for f in self.cached]
+        widths = [student.config.dim] + [f.query_dim for f in self.sides.values()]
         self.bounds = np.cumsum([0, *widths])
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         tower = self.tower.encode(texts) if self.tower is not None else self.student.embed(texts, "query")
-        sides = [self.onnx_features[f.name].encode(texts) if f.name in self.onnx_features else f.query_side(texts)
-                 for f in self.cached]
+        sides = [self.onnx_features[k].encode(texts) if k in self.onnx_features else f.query_side(texts)
+                 for k, f in self.sides.items()]
         return np.concatenate([tower, *sides], 1)
 
     def split(self, rows: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """A cached ``[n, width]`` block -> the tower vectors and each query-cached feature's query side."""
         parts = [rows[:, a:b] for a, b in zip(self.bounds[:-1], self.bounds[1:])]
-        return parts[0], {f.name: p for f, p in zip(self.cached, parts[1:])}
+        by_source = dict(zip(self.sides, parts[1:]))
+        return parts[0], {f.name: by_source[self.source[f.name]] for f in self.cached}
