@@ -213,7 +213,8 @@ def test_zero_shot_product_columns_sum_to_the_zero_shot_cosine(tiny_bert):
     assert np.allclose(p.sum(1), cos.pairs(qs, q_idx, its, i_idx)[:, 0], atol=1e-5)
 
 
-def test_head_epochs_train_the_scorer_on_frozen_towers_and_keep_the_best_valid_epoch(world, tiny_bert, tmp_path):
+def test_head_epochs_train_the_head_on_frozen_backbones_and_keep_the_best_valid_epoch(world, tiny_bert, tmp_path,
+                                                                                      monkeypatch):
     cfg = _cfg(tiny_bert, epochs=1, head_epochs=3, head_patience=10, bf16=False)
     cfg.student.features = ["text_match", "zero_shot", "zero_shot_product"]
     out = train_student(world, tmp_path / "s", cfg)
@@ -227,3 +228,23 @@ def test_head_epochs_train_the_scorer_on_frozen_towers_and_keep_the_best_valid_e
     # the student scores the judged pairs after a save and load
     pred = predict_dataset(load_student(out), world, "test")
     assert len(pred) == len(world.pairs("test"))
+    # the head alone (no tower steps), its last epoch kept: the projections and the scorer move, the backbones do not
+    import torch
+
+    from searchrel.models.training import EarlyStopping
+
+    class LastIsBest(EarlyStopping):
+        def update(self, score, step):
+            super().update(score, step)
+            self.best, self.best_step, self.bad = score, step, 0
+            return True
+
+    monkeypatch.setattr("searchrel.student.train.EarlyStopping", LastIsBest)
+    alone = load_student(train_student(world, tmp_path / "head", cfg.model_copy(update={"epochs": 0, "head_lr": 1e-2})))
+    start = new_student(alone.config, seed=cfg.seed)
+    for name, p in alone.state_dict().items():
+        if name in ("feat_mean", "feat_std"):  # the training pairs' feature statistics, not learnt
+            continue
+        moved = not torch.allclose(p, start.state_dict()[name])
+        assert moved == (".backbone." not in f".{name}" and name.startswith(("query_tower.proj", "item_tower.proj",
+                                                                             "scorer.", "skip."))), name

@@ -99,7 +99,7 @@ def curve_cmd(
     amplifications: str = typer.Option("1,10", help="distilled pairs per human label, e.g. 1,10,100"),
     epochs: int | None = typer.Option(None, help="epochs per student (default: the student's)"),
     max_minutes: float | None = typer.Option(None, help="training budget per student"),
-    head_epochs: int | None = typer.Option(None, help="epochs of each student's scorer alone on frozen towers first"),
+    head_epochs: int | None = typer.Option(None, help="epochs of each student's head on frozen backbones first"),
     features: str | None = typer.Option(None, help="the students' pair features, comma-separated (default: "
                                         "the student's)"),
     layers: int | None = typer.Option(None, help="tower layers kept from the backbone"),

@@ -31,7 +31,7 @@ def train_cmd(
     batch_items: int = typer.Option(_T["batch_items"], help="items per step, each with all its pairs"),
     lr: float = typer.Option(_T["lr"]),
     head_lr: float = typer.Option(_T["head_lr"]),
-    head_epochs: int = typer.Option(_T["head_epochs"], help="epochs of the scorer alone on frozen towers first (LP-FT)"),
+    head_epochs: int = typer.Option(_T["head_epochs"], help="epochs of the head alone on frozen backbones first (LP-FT)"),
     human_weight: float = typer.Option(_T["human_weight"], help="weight of the human-label cross-entropy (0: off)"),
     max_minutes: float | None = typer.Option(None, help="stop cleanly within this budget, keeping the best"),
     seed: int = typer.Option(_T["seed"]),

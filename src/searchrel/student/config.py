@@ -47,9 +47,9 @@ class StudentTrainConfig(BaseModel):
     head_lr: float = 1e-3  # projections and scorer
     weight_decay: float = 0.01
     warmup: float = 0.06
-    # the head first (linear probing, then fine-tuning: LP-FT): up to ``head_epochs`` epochs that train the scorer
-    # alone on the towers' starting embeddings and the pair features — computed once, so an epoch over 200,000
-    # pairs takes seconds, not a tower pass per step — chosen on valid; then the towers and head together
+    # the head first (linear probing, then fine-tuning: LP-FT): up to ``head_epochs`` epochs that train the head —
+    # scorer, residual and the towers' projections — on the backbones' pooled states and the pair features, computed
+    # once, so an epoch over 200,000 pairs takes seconds, not a tower pass per step — chosen on valid; then all of it
     head_epochs: int = 40
     head_batch: int = 1024  # pairs per step of the head's epochs
     head_patience: int = 5  # head epochs without a better valid NDCG@8 before the towers' phase begins

@@ -60,8 +60,15 @@ class Tower(nn.Module):
         self.proj = nn.Linear(backbone.config.hidden_size, dim)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.project(self.pooled(input_ids, attention_mask))
+
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The backbone's mean-pooled state (fp32): what the head's epochs compute once per text."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return nn.functional.normalize(self.proj(pool(hidden, attention_mask, "mean").float()).float(), dim=-1)
+        return pool(hidden, attention_mask, "mean").float()
+
+    def project(self, pooled: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.proj(pooled).float(), dim=-1)
 
 
 @dataclass
@@ -136,11 +143,14 @@ class Student(nn.Module):
                               return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
     @torch.inference_mode()
-    def embed(self, texts: Sequence[str], kind: str, batch_size: int = 64, bf16: bool | None = None) -> np.ndarray:
-        """L2-normalised tower embeddings ``[n, dim]`` (``kind`` query or item), batched by length."""
+    def embed(self, texts: Sequence[str], kind: str, batch_size: int = 64, bf16: bool | None = None,
+              pooled: bool = False) -> np.ndarray:
+        """L2-normalised tower embeddings ``[n, dim]`` (``kind`` query or item), batched by length; with ``pooled``
+        the backbone's pooled states ``[n, hidden]`` before the projection."""
         tower = self.query_tower if kind == "query" else self.item_tower
         ids = self.tokenize(texts, kind)
-        out = np.zeros((len(ids), self.config.dim), np.float32)
+        width = tower.proj.in_features if pooled else self.config.dim
+        out = np.zeros((len(ids), width), np.float32)
         order = np.argsort([len(x) for x in ids], kind="stable")
         use_bf16 = cpu_has_bf16() if bf16 is None else bf16
         self.eval()
@@ -148,13 +158,14 @@ class Student(nn.Module):
             b = order[start:start + batch_size]
             input_ids, mask = collate([ids[i] for i in b], self.tokenizer.pad_token_id)
             with torch.autocast("cpu", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext():
-                out[b] = tower(input_ids, mask).float().numpy()
+                out[b] = (tower.pooled if pooled else tower)(input_ids, mask).float().numpy()
         return out
 
-    def side(self, texts: Sequence[str], kind: str, bf16: bool | None = None) -> Side:
-        """Everything the scorer needs from one side: offline for items, online (cached) for queries."""
+    def side(self, texts: Sequence[str], kind: str, bf16: bool | None = None, pooled: bool = False) -> Side:
+        """Everything the scorer needs from one side: offline for items, online (cached) for queries (``pooled``:
+        the tower's pooled states in place of its embeddings, for training the projection on them)."""
         feats = {f.name: (f.query_side(texts) if kind == "query" else f.item_side(texts)) for f in self.features}
-        return Side(self.embed(texts, kind, bf16=bf16), feats)
+        return Side(self.embed(texts, kind, bf16=bf16, pooled=pooled), feats)
 
     def pair_features(self, qs: Side, q_idx: np.ndarray, items: Side, i_idx: np.ndarray) -> np.ndarray | None:
         if not self.features:

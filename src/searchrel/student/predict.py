@@ -16,9 +16,10 @@ def predict_pairs(student: Student, ds: Dataset, pairs: pd.DataFrame, bf16: bool
     return student.predict(*pair_sides(student, ds, pairs, bf16=bf16))
 
 
-def pair_sides(student: Student, ds: Dataset, pairs: pd.DataFrame,
-               bf16: bool | None = None) -> tuple[Side, np.ndarray, Side, np.ndarray]:
-    """The query and item sides of ``pairs`` and each row's index into them: what ``Student.predict`` takes."""
+def pair_sides(student: Student, ds: Dataset, pairs: pd.DataFrame, bf16: bool | None = None,
+               pooled: bool = False) -> tuple[Side, np.ndarray, Side, np.ndarray]:
+    """The query and item sides of ``pairs`` and each row's index into them: what ``Student.predict`` takes (with
+    ``pooled``, the sides hold the towers' pooled states instead of their embeddings)."""
     texts = build_item_texts(ds.items, student.config.text)
     query_text = ds.queries.set_index("query_id")["text"]
     bad = ~pairs["item_id"].isin(texts.index) | ~pairs["query_id"].isin(query_text.index)
@@ -27,8 +28,8 @@ def pair_sides(student: Student, ds: Dataset, pairs: pd.DataFrame,
         raise ValueError(f"{int(bad.sum())} pair(s) name an unknown query or item, e.g. ({row['query_id']}, {row['item_id']})")
     q_ids, q_idx = np.unique(pairs["query_id"].to_numpy(), return_inverse=True)
     i_ids, i_idx = np.unique(pairs["item_id"].to_numpy(), return_inverse=True)
-    queries = student.side(query_text.loc[q_ids].tolist(), "query", bf16=bf16)
-    items = student.side(texts.loc[i_ids].tolist(), "item", bf16=bf16)
+    queries = student.side(query_text.loc[q_ids].tolist(), "query", bf16=bf16, pooled=pooled)
+    items = student.side(texts.loc[i_ids].tolist(), "item", bf16=bf16, pooled=pooled)
     return queries, q_idx, items, i_idx
 
 

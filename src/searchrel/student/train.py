@@ -4,9 +4,10 @@ Batches are built around items: each step takes ``batch_items`` items with every
 of them, runs the item tower once per item and the query tower once per distinct query, and scores all pairs.
 So the towers' cost per epoch depends on the number of distinct items and queries, not on the number of pairs,
 and a hundred times more distilled pairs costs little more than the human labels alone (see README).
-Pair features are computed once before training. With ``head_epochs`` the scorer is first trained alone on the
-towers' starting embeddings (computed once) and the pair features, many epochs in seconds (linear probing before
-fine-tuning, LP-FT), and the towers then start from a head that already uses what the pair features can give.
+Pair features are computed once before training. With ``head_epochs`` the head — scorer, residual and the towers'
+projections — is first trained on the backbones' pooled states (computed once) and the pair features, many epochs
+in seconds (linear probing before fine-tuning, LP-FT), and the backbones then start from a head that already uses
+what the pooled states and the pair features can give.
 Validation on the valid split's human labels (NDCG@8) picks the best weights — the starting point included, so
 training can only keep or improve what the student started as on valid; a time budget stops cleanly.
 """
@@ -82,13 +83,14 @@ def item_batches(item_of_row: np.ndarray, batch_items: int, seed: int) -> list[n
 def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: pd.DataFrame, q_row: np.ndarray,
                 i_row: np.ndarray, q_text: list[str], i_text: list[str], feats: np.ndarray | None,
                 targets: torch.Tensor, weights: torch.Tensor, bf16: bool, history: list[dict], budget: Budget) -> None:
-    """Train the scorer (and residual) alone, towers frozen at their start: every query and item embedded once,
-    then ``head_epochs`` epochs of ``head_batch`` random pairs, the epoch with the best valid NDCG@8 kept."""
-    q_emb = torch.from_numpy(student.embed(q_text, "query", bf16=bf16))
-    i_emb = torch.from_numpy(student.embed(i_text, "item", bf16=bf16))
+    """Train the head — the scorer, the residual and the towers' projections — on the towers' backbones frozen at
+    their start: every query and item's pooled state computed once, then ``head_epochs`` epochs of ``head_batch``
+    random pairs, the epoch with the best valid NDCG@8 kept."""
+    q_pool = torch.from_numpy(student.embed(q_text, "query", bf16=bf16, pooled=True))
+    i_pool = torch.from_numpy(student.embed(i_text, "item", bf16=bf16, pooled=True))
     f_all = None if feats is None else torch.from_numpy(feats)
-    vsides = pair_sides(student, ds, valid, bf16=bf16)  # towers frozen: the valid side is computed once too
-    head = [p for n, p in student.named_parameters() if p.requires_grad and n.startswith(("scorer.", "skip."))]
+    vq, vq_idx, vi, vi_idx = pair_sides(student, ds, valid, bf16=bf16, pooled=True)  # valid's states, once too
+    head = [p for n, p in student.named_parameters() if p.requires_grad and ".backbone." not in f".{n}"]
     opt = torch.optim.AdamW(head, lr=cfg.head_lr, weight_decay=cfg.weight_decay)
     q_row_t, i_row_t = torch.from_numpy(q_row), torch.from_numpy(i_row)
     early, best = EarlyStopping(), copy.deepcopy(student.state_dict())
@@ -96,7 +98,10 @@ def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: p
 
     def score_valid(epoch: int) -> None:
         nonlocal best
-        probs = student.predict(*vsides)
+        with torch.no_grad():
+            qs = Side(student.query_tower.project(torch.from_numpy(vq.emb)).numpy(), vq.features)
+            its = Side(student.item_tower.project(torch.from_numpy(vi.emb)).numpy(), vi.features)
+        probs = student.predict(qs, vq_idx, its, vi_idx)
         frame = pair_frame(student.config.scale, student.config.thresholds, probs, valid)
         metrics = evaluate(ds, frame, EvalConfig(split="valid"), pairs=valid).overall
         history.append({"head_epoch": epoch, "elapsed_s": round(budget.elapsed_s, 1), **metrics})
@@ -104,11 +109,13 @@ def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: p
             best = copy.deepcopy(student.state_dict())
 
     score_valid(0)
-    with step("training the student's head on frozen towers", total=cfg.head_epochs) as advance:
+    with step("training the student's head on frozen backbones", total=cfg.head_epochs) as advance:
         for epoch in range(1, cfg.head_epochs + 1):
             student.train()
             for b in torch.randperm(len(q_row), generator=gen).split(cfg.head_batch):
-                logits = student.score(q_emb[q_row_t[b]], i_emb[i_row_t[b]], None if f_all is None else f_all[b])
+                q = student.query_tower.project(q_pool[q_row_t[b]])
+                d = student.item_tower.project(i_pool[i_row_t[b]])
+                logits = student.score(q, d, None if f_all is None else f_all[b])
                 ce = torch.sum(-targets[b] * torch.log_softmax(logits, -1), -1)
                 loss = (ce * weights[b]).sum() / weights[b].sum()
                 loss.backward()
