@@ -116,8 +116,8 @@ def curve_cmd(
 
     ds = load_dataset(dataset)
     train = StudentTrainConfig()
-    update = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes,
-                                         "head_epochs": head_epochs}.items() if v is not None}
+    update = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes, "head_epochs": head_epochs}.items()
+              if v is not None}
     student = train.student.model_copy(update={k: v for k, v in {
         "layers": layers, "zero_shot_model": zero_shot_model,
         "features": None if features is None else [f for f in features.split(",") if f]}.items() if v is not None})

@@ -80,6 +80,17 @@ def item_batches(item_of_row: np.ndarray, batch_items: int, seed: int) -> list[n
     return np.split(order, bounds)
 
 
+def _head_parameters(student: Student) -> list[torch.nn.Parameter]:
+    """Everything trainable outside the backbones: the towers' projections, the scorer and the residual."""
+    return [p for n, p in student.named_parameters() if p.requires_grad and ".backbone." not in f".{n}"]
+
+
+def _valid_metrics(student: Student, ds: Dataset, valid: pd.DataFrame, probs: np.ndarray) -> dict:
+    """Overall metrics of the student's grade probabilities on the valid split's pairs."""
+    frame = pair_frame(student.config.scale, student.config.thresholds, probs, valid)
+    return evaluate(ds, frame, EvalConfig(split="valid"), pairs=valid).overall
+
+
 def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: pd.DataFrame, q_row: np.ndarray,
                 i_row: np.ndarray, q_text: list[str], i_text: list[str], feats: np.ndarray | None,
                 targets: torch.Tensor, weights: torch.Tensor, bf16: bool, history: list[dict], budget: Budget) -> None:
@@ -90,8 +101,7 @@ def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: p
     i_pool = torch.from_numpy(student.embed(i_text, "item", bf16=bf16, pooled=True))
     f_all = None if feats is None else torch.from_numpy(feats)
     vq, vq_idx, vi, vi_idx = pair_sides(student, ds, valid, bf16=bf16, pooled=True)  # valid's states, once too
-    head = [p for n, p in student.named_parameters() if p.requires_grad and ".backbone." not in f".{n}"]
-    opt = torch.optim.AdamW(head, lr=cfg.head_lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(_head_parameters(student), lr=cfg.head_lr, weight_decay=cfg.weight_decay)
     q_row_t, i_row_t = torch.from_numpy(q_row), torch.from_numpy(i_row)
     early, best = EarlyStopping(), copy.deepcopy(student.state_dict())
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -101,9 +111,7 @@ def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: p
         with torch.no_grad():
             qs = Side(student.query_tower.project(torch.from_numpy(vq.emb)).numpy(), vq.features)
             its = Side(student.item_tower.project(torch.from_numpy(vi.emb)).numpy(), vi.features)
-        probs = student.predict(qs, vq_idx, its, vi_idx)
-        frame = pair_frame(student.config.scale, student.config.thresholds, probs, valid)
-        metrics = evaluate(ds, frame, EvalConfig(split="valid"), pairs=valid).overall
+        metrics = _valid_metrics(student, ds, valid, student.predict(qs, vq_idx, its, vi_idx))
         history.append({"head_epoch": epoch, "elapsed_s": round(budget.elapsed_s, 1), **metrics})
         if early.update(metrics["ndcg@8"], epoch):
             best = copy.deepcopy(student.state_dict())
@@ -131,8 +139,7 @@ def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: p
 
 def _optimizer(student: Student, cfg: StudentTrainConfig, total: int):
     tower = [p for n, p in student.named_parameters() if p.requires_grad and ".backbone." in f".{n}"]
-    head = [p for n, p in student.named_parameters() if p.requires_grad and ".backbone." not in f".{n}"]
-    opt = torch.optim.AdamW([{"params": tower, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}],
+    opt = torch.optim.AdamW([{"params": tower, "lr": cfg.lr}, {"params": _head_parameters(student), "lr": cfg.head_lr}],
                             weight_decay=cfg.weight_decay)
     return opt, warmup_then_decay(opt, cfg.warmup, total)
 
@@ -187,9 +194,7 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
         if valid.empty:  # nothing to select on: the latest weights are the best
             best_state, early.best_step = copy.deepcopy(student.state_dict()), global_step
             return
-        probs = predict_pairs(student, ds, valid, bf16=bf16)
-        frame = pair_frame(student.config.scale, student.config.thresholds, probs, valid)
-        metrics = evaluate(ds, frame, EvalConfig(split="valid"), pairs=valid).overall
+        metrics = _valid_metrics(student, ds, valid, predict_pairs(student, ds, valid, bf16=bf16))
         history.append({"step": global_step, "elapsed_s": round(budget.elapsed_s, 1), **metrics})
         if early.update(metrics["ndcg@8"], global_step):
             best_state = copy.deepcopy(student.state_dict())
