@@ -204,6 +204,16 @@ def test_distilled_subsets_are_nested_in_larger_ones():
     assert not set(distilled_subset(labels, 1, 100, seed=8)["pair_idx"]) == set(x1["pair_idx"])  # the seed matters
 
 
+def test_head_settings_out_of_range_are_refused(world, tmp_path):
+    from pydantic import ValidationError
+
+    for bad in ({"head_epochs": -1}, {"head_batch": 0}, {"head_patience": 0}):
+        with pytest.raises(ValidationError):
+            StudentTrainConfig(**bad)
+    r = runner.invoke(app, ["student", "train", str(world.path), "--out", str(tmp_path / "s"), "--head-epochs", "-1"])
+    assert r.exit_code != 0 and "head_epochs" in r.output and "Traceback" not in r.output
+
+
 def test_zero_shot_product_columns_sum_to_the_zero_shot_cosine(tiny_bert):
     cos, prod = (make_feature(n, model=str(tiny_bert)) for n in ("zero_shot", "zero_shot_product"))
     qs, its = cos.query_side(["red table", "blue dress"]), cos.item_side(["red wooden table", "blue cotton dress"])

@@ -50,9 +50,9 @@ class StudentTrainConfig(BaseModel):
     # the head first (linear probing, then fine-tuning: LP-FT): up to ``head_epochs`` epochs that train the head —
     # scorer, residual and the towers' projections — on the backbones' pooled states and the pair features, computed
     # once, so an epoch over 200,000 pairs takes seconds, not a tower pass per step — chosen on valid; then all of it
-    head_epochs: int = 40
-    head_batch: int = 1024  # pairs per step of the head's epochs
-    head_patience: int = 5  # head epochs without a better valid NDCG@8 before the towers' phase begins
+    head_epochs: int = Field(40, ge=0)
+    head_batch: int = Field(1024, ge=1)  # pairs per step of the head's epochs
+    head_patience: int = Field(5, ge=1)  # head epochs without a better valid NDCG@8 before the towers' phase begins
     human_weight: float = 1.0  # weight of the human-label cross-entropy beside the distillation loss
     train_languages: list[str] | None = None  # human labels of these query languages only (distilled: all)
     max_minutes: float | None = None
