@@ -143,12 +143,14 @@ def test_curve_trains_one_student_per_factor(world, tiny_bert, tmp_path):
     from test_distill import make_teacher
 
     teacher = make_teacher(tiny_bert, tmp_path / "teacher")
-    cfg = CurveConfig(amplifications=[1, 3], train=_cfg(tiny_bert, epochs=1), label=LabelConfig(shard_size=128),
+    cfg = CurveConfig(amplifications=[1, 3], train=_cfg(tiny_bert, epochs=1, seed=3, human_weight=2.0),
+                      label=LabelConfig(shard_size=128),
                       sample=SampleConfig(embed_model=str(tiny_bert)))
     results = curve(world, teacher, tmp_path / "curve", cfg)
     assert list(results) == ["student: human labels only", "student: x1", "student: x3", "teacher"]
     rec = {k: json.loads((tmp_path / "curve" / f"student-{k}" / "train.json").read_text()) for k in ("x1", "x3")}
     assert rec["x1"]["distilled_pairs"] < rec["x3"]["distilled_pairs"]
+    assert {(r["config"]["seed"], r["config"]["human_weight"]) for r in rec.values()} == {(3, 2.0)}
     for f in ("curve.md", "curve.json", "curve.png", "curve-line.png"):
         assert (tmp_path / "curve" / f).is_file()
 
@@ -185,6 +187,10 @@ def test_training_rows_drop_distilled_pairs_of_held_out_queries_and_keep_the_tra
     assert len(rows) == len(targets) and np.allclose(targets.sum(1), 1)
     # what is left: the distilled pairs of train queries, then the human labels of the train split
     assert len(rows) == (labels["query_id"].map(split) == "train").sum() + len(world.pairs("train"))
+    n_distilled = (labels["query_id"].map(split) == "train").sum()
+    assert (rows["weight"][:n_distilled] == 1).all() and (rows["weight"][n_distilled:] == cfg.human_weight).all()
+    alone, _ = training_rows(world, None, cfg)  # human labels alone: weight 1 whatever human_weight is
+    assert (alone["weight"] == 1).all()
     # human labels of the chosen languages only; distilled pairs of every language stay
     en = StudentTrainConfig(student=StudentConfig(scale=world.info.scale), train_languages=["en"])
     rows_en, _ = training_rows(world, None, en)
@@ -207,11 +213,15 @@ def test_distilled_subsets_are_nested_in_larger_ones():
 def test_head_settings_out_of_range_are_refused(world, tmp_path):
     from pydantic import ValidationError
 
-    for bad in ({"head_epochs": -1}, {"head_batch": 0}, {"head_patience": 0}):
+    for bad in ({"head_epochs": -1}, {"head_batch": 0}, {"head_patience": 0}, {"human_weight": -1}):
         with pytest.raises(ValidationError):
             StudentTrainConfig(**bad)
     r = runner.invoke(app, ["student", "train", str(world.path), "--out", str(tmp_path / "s"), "--head-epochs", "-1"])
     assert r.exit_code != 0 and "head_epochs" in r.output and "Traceback" not in r.output
+    # the curve's student options are validated the same way, before any pair is sampled
+    curve = ["distill", "curve", str(world.path), "--teacher", str(tmp_path / "t"), "--out", str(tmp_path / "c")]
+    r = runner.invoke(app, curve + ["--human-weight", "-1"])
+    assert r.exit_code == 2 and "human_weight" in r.output and not (tmp_path / "c").exists()
 
 
 def test_zero_shot_product_columns_sum_to_the_zero_shot_cosine(tiny_bert):
@@ -258,3 +268,4 @@ def test_head_epochs_train_the_head_on_frozen_backbones_and_keep_the_best_valid_
         moved = not torch.allclose(p, start.state_dict()[name])
         assert moved == (".backbone." not in f".{name}" and name.startswith(("query_tower.proj", "item_tower.proj",
                                                                              "scorer.", "skip."))), name
+

@@ -105,6 +105,10 @@ def curve_cmd(
     layers: int | None = typer.Option(None, help="tower layers kept from the backbone"),
     zero_shot_model: str | None = typer.Option(None, help="the students' zero_shot feature model (default: "
                                                "me5-small; e.g. embeddinggemma-300m)"),
+    human_weight: float | None = typer.Option(None, help="weight of each human label beside each distilled pair "
+                                              "(default: the student's)"),
+    student_seed: int | None = typer.Option(None, help="the students' seed (initialisation and batch order); the "
+                                            "pairs and labels stay those of --out"),
     split: str = typer.Option("test"),
     backend: str = typer.Option(_L["backend"], help="labelling backend: local or ray"),
     pseudo_queries: str = typer.Option(str(_S["pseudo_queries"]), help=_PSEUDO),
@@ -115,13 +119,12 @@ def curve_cmd(
     from searchrel.student.config import StudentTrainConfig
 
     ds = load_dataset(dataset)
-    train = StudentTrainConfig()
-    update = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes, "head_epochs": head_epochs}.items()
-              if v is not None}
-    student = train.student.model_copy(update={k: v for k, v in {
-        "layers": layers, "zero_shot_model": zero_shot_model,
-        "features": None if features is None else [f for f in features.split(",") if f]}.items() if v is not None})
-    train = train.model_copy(update={**update, "student": student})
+    update = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes, "head_epochs": head_epochs,
+                                "human_weight": human_weight, "seed": student_seed}.items() if v is not None}
+    student = {k: v for k, v in {"layers": layers, "zero_shot_model": zero_shot_model,
+                                 "features": None if features is None else [f for f in features.split(",") if f]
+                                 }.items() if v is not None}
+    train = StudentTrainConfig.model_validate({**update, "student": student})  # validated: a bad value is refused
     cfg = CurveConfig(amplifications=[float(a) for a in amplifications.split(",") if a], train=train, split=split,
                       label=LabelConfig(backend=backend), sample=SampleConfig(pseudo_queries=_pseudo(pseudo_queries)))
     results = curve(ds, teacher, out, cfg)

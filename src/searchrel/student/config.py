@@ -53,7 +53,9 @@ class StudentTrainConfig(BaseModel):
     head_epochs: int = Field(40, ge=0)
     head_batch: int = Field(1024, ge=1)  # pairs per step of the head's epochs
     head_patience: int = Field(5, ge=1)  # head epochs without a better valid NDCG@8 before the towers' phase begins
-    human_weight: float = 1.0  # weight of the human-label cross-entropy beside the distillation loss
+    # weight of each human label's cross-entropy beside each distilled pair's KL: the human labels keep their say
+    # among ten times as many distilled pairs (8: chosen on CrowdFlower valid over 1, 8, 20 — docs/results.md)
+    human_weight: float = Field(8.0, ge=0)
     train_languages: list[str] | None = None  # human labels of these query languages only (distilled: all)
     max_minutes: float | None = None
     eval_every: int = 100
