@@ -80,6 +80,10 @@ def test_build_holds_the_students_item_side(student_dir, world, reference, tmp_p
     _same_states(idx.features, side.features)
     assert set(idx.features) == {"text_match", "zero_shot", "zero_shot_product"}
     assert (vdir / "features" / "text_match.npz").is_file() and (vdir / "features" / "zero_shot.npy").is_file()
+    # zero_shot and zero_shot_product are one model's vectors: stored once, read once
+    assert idx.manifest["features"]["zero_shot_product"] == idx.manifest["features"]["zero_shot"] == "zero_shot.npy"
+    assert sorted(p.name for p in (vdir / "features").iterdir()) == ["text_match.npz", "zero_shot.npy"]
+    assert idx.features["zero_shot_product"] is idx.features["zero_shot"]
     assert list(idx.items["content_hash"]) == [hashlib.sha256(t.encode()).hexdigest() for t in texts]
     m = idx.manifest
     assert m["n_items"] == len(world.items) and m["dim"] == 16 and m["text_fields"] == ["title", "image_caption"]
@@ -121,6 +125,7 @@ def test_refresh_re_embeds_only_what_changed_and_equals_a_full_build(student_dir
     assert np.allclose(idx.vectors, full.vectors, atol=1e-5)
     _same_states(idx.features, full.features)
     assert list(idx.items["content_hash"]) == list(full.items["content_hash"])
+    assert sorted(p.name for p in (vdir / "features").iterdir()) == ["text_match.npz", "zero_shot.npy"]
     # nothing changed: nothing embedded; versions beyond the last 2 are deleted
     embedded.clear()
     refresh_index(student_dir, ds, out, **FAST)

@@ -231,6 +231,13 @@ def test_zero_shot_product_columns_sum_to_the_zero_shot_cosine(tiny_bert):
     p = prod.pairs(qs, q_idx, its, i_idx)
     assert p.shape == (3, prod.size) and prod.size == qs.shape[1]
     assert np.allclose(p.sum(1), cos.pairs(qs, q_idx, its, i_idx)[:, 0], atol=1e-5)
+    # one source: their sides are computed once and shared; another model is another source
+    from searchrel.student.features import sides
+
+    tm = TextMatch({}).fit(["red wooden table", "blue cotton dress"])
+    got = sides([tm, cos, prod], ["red table"], "query")
+    assert got["zero_shot"] is got["zero_shot_product"] and got["text_match"] is not got["zero_shot"]
+    assert make_feature("zero_shot", model="other").source != cos.source == prod.source
 
 
 def test_head_epochs_train_the_head_on_frozen_backbones_and_keep_the_best_valid_epoch(world, tiny_bert, tmp_path,

@@ -267,12 +267,16 @@ def _assemble(diff: Diff, live, new_emb: np.ndarray, new_states: dict, scfg: Stu
     version (``diff.src``), an embedded one's from ``new_emb`` / ``new_states`` (in ``diff.todo`` order)."""
     n = len(diff.copy)
     vectors = _gather(live.vectors if live is not None else None, new_emb.astype(np.float32, copy=False), diff, n)
-    features = {}
+    features, done = {}, {}
     for name in scfg.features:
         old = live.features[name] if live is not None else None
         new = new_states.get(name) if len(diff.todo) else None
-        features[name] = _gather(old, new, diff, n) if old is not None or new is not None else \
-            np.zeros((0, 0), np.float32)
+        # features of one source share their states (one object): gathered once, stored once
+        key = id(new) if new is not None else id(old)
+        if key not in done:
+            done[key] = _gather(old, new, diff, n) if old is not None or new is not None else \
+                np.zeros((0, 0), np.float32)
+        features[name] = done[key]
     return vectors, features
 
 
@@ -311,8 +315,11 @@ def _publish(out: Path, name: str, manifest: dict, ids: np.ndarray, hashes: np.n
                       "row": np.arange(len(ids), dtype=np.int64)}).to_parquet(tmp / ITEMS_FILE, index=False)
         np.save(tmp / VECTORS_FILE, np.ascontiguousarray(vectors, dtype=np.float32))
         (tmp / FEATURES_DIR).mkdir()
-        for fname, state in features.items():
-            manifest["features"][fname] = save_state(tmp / FEATURES_DIR / fname, state)
+        saved: dict[int, str] = {}
+        for fname, state in features.items():  # a state shared by features (one source) is written once
+            if id(state) not in saved:
+                saved[id(state)] = save_state(tmp / FEATURES_DIR / fname, state)
+            manifest["features"][fname] = saved[id(state)]
         faiss.write_index(index, str(tmp / FAISS_FILE))
         timings["write_s"] = time.perf_counter() - t_write
         timings["total_s"] = time.perf_counter() - t_start

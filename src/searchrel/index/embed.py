@@ -17,7 +17,7 @@ from searchrel.index.layout import IndexConfig, concat_states
 from searchrel.models.encode import default_threads
 from searchrel.progress import step
 from searchrel.ray_pool import map_shards
-from searchrel.student.features import make_feature
+from searchrel.student.features import make_feature, sides, source_of
 from searchrel.student.model import FEATURES_FILE, load_student
 
 
@@ -36,12 +36,16 @@ class ItemEmbedder:
     def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, object]]:
         texts = list(texts)
         emb = self.student.embed(texts, "item", batch_size=self.batch_size, bf16=self.bf16)
-        return emb, {f.name: f.item_side(texts) for f in self.features}
+        return emb, sides(self.features, texts, "item")
 
     def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
         emb, states = self.embed(batch["text"].tolist())
         out = {"row": batch["row"].to_numpy(np.int64), "emb": emb}
+        shipped: set[int] = set()
         for name, state in states.items():
+            if id(state) in shipped:  # a shared source's side goes back once; the driver gives it every name
+                continue
+            shipped.add(id(state))
             if not isinstance(state, np.ndarray):
                 raise TypeError(f"feature {name!r} gives a {type(state).__name__} item state, which the ray backend "
                                 "cannot ship back: a feature without a model (needs_model = False) is computed on "
@@ -72,12 +76,17 @@ def embed_local(student_dir: str, texts: list[str], cfg: IndexConfig,
     allocated once for every row (no list of shards concatenated at the end: at a million items that copy is
     2.5 GB); sparse states are stacked once at the end."""
     embedder = local_embedder(student_dir, version, cfg.batch_size, cfg.bf16)
-    n, dense, sparse = len(texts), {}, {}
+    n, dense, sparse, alias = len(texts), {}, {}, {}
     with step("embedding items", total=n) as advance:
         for start in range(0, n, cfg.shard_size):
             chunk = texts[start:start + cfg.shard_size]
             emb, st = embedder.embed(chunk)
+            first: dict[int, str] = {}
             for name, part in ((_TOWER, emb), *st.items()):
+                if id(part) in first:  # a shared source's side, stored once under its first feature's name
+                    alias[name] = first[id(part)]
+                    continue
+                first[id(part)] = name
                 if isinstance(part, np.ndarray):
                     if name not in dense:
                         dense[name] = np.empty((n, *part.shape[1:]), part.dtype)
@@ -85,8 +94,9 @@ def embed_local(student_dir: str, texts: list[str], cfg: IndexConfig,
                 else:
                     sparse.setdefault(name, []).append(part)
             advance(len(chunk))
-    return dense.pop(_TOWER), {f.name: dense[f.name] if f.name in dense else concat_states(sparse[f.name])
-                               for f in embedder.features}
+    states = {name: concat_states(parts) for name, parts in sparse.items()} | dense
+    emb = states.pop(_TOWER)
+    return emb, {f.name: states[alias.get(f.name, f.name)] for f in embedder.features}
 
 
 def _driver_features(student_dir: Path, scfg) -> list:
@@ -100,7 +110,8 @@ def embed_ray(student_dir: str, texts: list[str], cfg: IndexConfig, scfg) -> tup
     n = len(texts)
     emb = np.zeros((n, scfg.dim), np.float32)
     states: dict[str, np.ndarray] = {}
-    driver = [f for f in _driver_features(Path(student_dir), scfg) if not f.needs_model]
+    features = _driver_features(Path(student_dir), scfg)
+    driver = [f for f in features if not f.needs_model]
     # results are placed by "row": shards come back in any order
     frame = pd.DataFrame({"row": np.arange(n, dtype=np.int64), "text": texts})
     kwargs = {"student": student_dir, "batch_size": cfg.batch_size, "bf16": cfg.bf16,
@@ -123,6 +134,7 @@ def embed_ray(student_dir: str, texts: list[str], cfg: IndexConfig, scfg) -> tup
             advance(len(rows))
     if not seen.all():
         raise RuntimeError(f"the ray backend returned {int(seen.sum()):,} of {n:,} items")
-    for f in driver:
-        states[f.name] = f.item_side(texts)
-    return emb, {f: states[f] for f in scfg.features}  # in the student's feature order
+    states |= sides(driver, texts, "item")
+    # a name the actors did not ship shares its source with one they did
+    shipped = {source_of(f): states[f.name] for f in features if f.name in states}
+    return emb, {f.name: states.get(f.name, shipped[source_of(f)]) for f in features}  # the student's feature order

@@ -11,7 +11,8 @@ Layout of an index directory::
         items.parquet        item_id, content_hash, row (row = position in vectors and in every feature state)
         vectors.npy          float32 [n, dim] L2-normalised student item embeddings
         features/<name>.npy  a feature's item state when it is an array (zero_shot: float32 [n, d])
-        features/<name>.npz  ... when it is a scipy sparse matrix (text_match: CSR [n, vocab])
+        features/<name>.npz  ... when it is a scipy sparse matrix (text_match: CSR [n, vocab]); features of one
+                             source (zero_shot, zero_shot_product) share one file, named in manifest features
         faiss.index          inner product over the vectors: IndexFlatIP, or IndexIVFFlat from 50k items (a
                              refresh keeps the live version's centroids: manifest faiss.centroids says which)
 

@@ -133,7 +133,8 @@ def load_version(vdir: Path, with_faiss: bool = True, mmap: bool = False) -> Ite
     items = pd.read_parquet(vdir / ITEMS_FILE)
     items = items.sort_values("row", kind="stable").reset_index(drop=True)
     vectors = np.load(vdir / VECTORS_FILE, mmap_mode="r" if mmap else None)
-    features = {name: load_state(vdir / FEATURES_DIR / file) for name, file in manifest["features"].items()}
+    files = {file: load_state(vdir / FEATURES_DIR / file) for file in dict.fromkeys(manifest["features"].values())}
+    features = {name: files[file] for name, file in manifest["features"].items()}  # a shared file is read once
     index = None
     if with_faiss:
         import faiss  # faiss: the serve extra

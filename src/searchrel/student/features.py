@@ -18,6 +18,10 @@ the two declarations serving and the index ask for instead of knowing features b
   item state may be sparse;
 * ``query_cached`` — its query side is worth caching with the query tower's vector (``query_dim`` columns of the
   cached row); otherwise the server computes it per request from the query as typed.
+
+A feature's ``source`` names what its sides are: features with the same source (``zero_shot`` and
+``zero_shot_product`` of one model) have the same item and query sides, which ``sides`` computes once and the index
+stores once.
 """
 
 from __future__ import annotations
@@ -46,6 +50,24 @@ def make_feature(name: str, state: dict | None = None, **options):
     return FEATURES[name](state or {}, **options)
 
 
+def source_of(feature) -> str:
+    """What a feature's sides are made of: its own name unless it declares a ``source`` shared with others."""
+    return getattr(feature, "source", feature.name)
+
+
+def sides(features: Sequence, texts: Sequence[str], kind: str) -> dict[str, object]:
+    """Each feature's item (``kind`` "item") or query side of ``texts``, by feature name; features of one source
+    share one computed side (the same object)."""
+    by_source: dict[str, object] = {}
+    out = {}
+    for f in features:
+        key = source_of(f)
+        if key not in by_source:
+            by_source[key] = f.query_side(texts) if kind == "query" else f.item_side(texts)
+        out[f.name] = by_source[key]
+    return out
+
+
 @register("text_match")
 class TextMatch(TextMatchBase):
     """BM25 (Lucene IDF, k1 1.2, b 0.75), query-term coverage, all terms present: 3 columns."""
@@ -64,6 +86,11 @@ class ZeroShot:
 
     def __init__(self, state: dict, model: str = "me5-small", **_):
         self.model = state.get("model", model)
+
+    @property
+    def source(self) -> str:
+        """The frozen model's normalised vectors: the same sides for the cosine and the product."""
+        return f"zero_shot:{self.model}"
 
     @property
     def query_dim(self) -> int:

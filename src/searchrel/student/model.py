@@ -28,7 +28,7 @@ from searchrel.models.backbone import build_backbone, pool, quiet_transformers, 
 from searchrel.models.encode import cpu_has_bf16
 from searchrel.models.pairs import collate
 from searchrel.student.config import StudentConfig
-from searchrel.student.features import make_feature
+from searchrel.student.features import make_feature, sides
 
 CONFIG_FILE = "student.json"
 FEATURES_FILE = "features.json"
@@ -164,8 +164,7 @@ class Student(nn.Module):
     def side(self, texts: Sequence[str], kind: str, bf16: bool | None = None, pooled: bool = False) -> Side:
         """Everything the scorer needs from one side: offline for items, online (cached) for queries (``pooled``:
         the tower's pooled states in place of its embeddings, for training the projection on them)."""
-        feats = {f.name: (f.query_side(texts) if kind == "query" else f.item_side(texts)) for f in self.features}
-        return Side(self.embed(texts, kind, bf16=bf16, pooled=pooled), feats)
+        return Side(self.embed(texts, kind, bf16=bf16, pooled=pooled), sides(self.features, texts, kind))
 
     def pair_features(self, qs: Side, q_idx: np.ndarray, items: Side, i_idx: np.ndarray) -> np.ndarray | None:
         if not self.features:

@@ -32,6 +32,7 @@ from searchrel.models.pairs import collate
 from searchrel.models.training import Budget, EarlyStopping, warmup_then_decay
 from searchrel.progress import console, step
 from searchrel.student.config import StudentTrainConfig
+from searchrel.student.features import sides
 from searchrel.student.model import Side, Student, new_student
 from searchrel.student.predict import pair_sides, predict_pairs
 
@@ -170,8 +171,8 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
     with step("student pair features", total=None):
         for f in student.features:
             f.fit(texts.tolist())  # catalogue statistics: every item, not only the trained ones
-        qs = Side(np.zeros((len(q_ids), 0), np.float32), {f.name: f.query_side(q_text) for f in student.features})
-        its = Side(np.zeros((len(i_ids), 0), np.float32), {f.name: f.item_side(i_text) for f in student.features})
+        qs = Side(np.zeros((len(q_ids), 0), np.float32), sides(student.features, q_text, "query"))
+        its = Side(np.zeros((len(i_ids), 0), np.float32), sides(student.features, i_text, "item"))
         feats = student.pair_features(qs, q_row, its, i_row)
     if feats is not None:
         student.feat_mean.copy_(torch.from_numpy(feats.mean(0)))
