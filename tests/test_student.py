@@ -275,4 +275,3 @@ def test_head_epochs_train_the_head_on_frozen_backbones_and_keep_the_best_valid_
         moved = not torch.allclose(p, start.state_dict()[name])
         assert moved == (".backbone." not in f".{name}" and name.startswith(("query_tower.proj", "item_tower.proj",
                                                                              "scorer.", "skip."))), name
-
