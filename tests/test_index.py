@@ -14,7 +14,7 @@ from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset
 from searchrel.index import LOCK, build_index, load_index, model_version, refresh_index
 from searchrel.index import build as index_build
-from searchrel.index.embed import ItemEmbedder
+from searchrel.index.embed import ItemEmbedder, feature_sources
 from searchrel.student.model import load_student, new_student
 from test_student import _cfg
 
@@ -84,6 +84,9 @@ def test_build_holds_the_students_item_side(student_dir, world, reference, tmp_p
     assert idx.manifest["features"]["zero_shot_product"] == idx.manifest["features"]["zero_shot"] == "zero_shot.npy"
     assert sorted(p.name for p in (vdir / "features").iterdir()) == ["text_match.npz", "zero_shot.npy"]
     assert idx.features["zero_shot_product"] is idx.features["zero_shot"]
+    sources = feature_sources(student_dir, load_student(student_dir).config)
+    assert list(sources) == ["text_match", "zero_shot", "zero_shot_product"]
+    assert sources["zero_shot"] == sources["zero_shot_product"] != sources["text_match"]
     assert list(idx.items["content_hash"]) == [hashlib.sha256(t.encode()).hexdigest() for t in texts]
     m = idx.manifest
     assert m["n_items"] == len(world.items) and m["dim"] == 16 and m["text_fields"] == ["title", "image_caption"]
@@ -303,6 +306,8 @@ def test_ray_backend_gives_the_local_vectors(local_ray, student_dir, world, refe
     # zero_shot comes from the actors, whose encoder picks its own precision (bf16 where the CPU has it)
     zs = np.sum(idx.features["zero_shot"] * side.features["zero_shot"], 1)
     assert idx.features["zero_shot"].shape == side.features["zero_shot"].shape and zs.min() > 0.99
+    assert idx.manifest["features"]["zero_shot_product"] == "zero_shot.npy"  # one source: shipped and stored once
+    assert idx.features["zero_shot_product"] is idx.features["zero_shot"]
     # a refresh on ray re-embeds only the changed items
     ds, _ = _edited(world)
     vdir = refresh_index(student_dir, ds, tmp_path / "idx", backend="ray", **FAST)

@@ -232,11 +232,13 @@ def test_zero_shot_product_columns_sum_to_the_zero_shot_cosine(tiny_bert):
     assert p.shape == (3, prod.size) and prod.size == qs.shape[1]
     assert np.allclose(p.sum(1), cos.pairs(qs, q_idx, its, i_idx)[:, 0], atol=1e-5)
     # one source: their sides are computed once and shared; another model is another source
-    from searchrel.student.features import sides
+    from searchrel.student.features import sides, sides_by_source
 
     tm = TextMatch({}).fit(["red wooden table", "blue cotton dress"])
     got = sides([tm, cos, prod], ["red table"], "query")
     assert got["zero_shot"] is got["zero_shot_product"] and got["text_match"] is not got["zero_shot"]
+    by_source = sides_by_source([tm, cos, prod], ["red table"], "query")
+    assert list(by_source) == ["text_match", cos.source] and by_source[cos.source] is not None
     assert make_feature("zero_shot", model="other").source != cos.source == prod.source
 
 

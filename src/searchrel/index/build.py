@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset, load_dataset
-from searchrel.index.embed import embed_local, embed_ray
+from searchrel.index.embed import embed_local, embed_ray, feature_sources
 from searchrel.index.layout import (
     FAISS_FILE,
     FEATURES_DIR,
@@ -177,13 +177,14 @@ def _update(student_dir, dataset, out, cfg: IndexConfig, reuse: bool) -> Path:
                           f"{c['unchanged']:,} unchanged, {c['deleted']:,} deleted")
 
         t = time.perf_counter()
+        sources = feature_sources(student_dir, scfg)
         new_emb, new_states = _embed([texts[i] for i in diff.todo], student_dir, cfg, scfg, version_id)
         timings["embed_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
         # the live vectors and feature states are read only when rows are copied from them
         live = load_version(out / VERSIONS / live_name, with_faiss=False) if len(diff.src) else None
-        vectors, features = _assemble(diff, live, new_emb, new_states, scfg)
+        vectors, states = _assemble(diff, live, new_emb, new_states, sources)
         live = None  # the old version's arrays may be pruned below (nothing mmapped: they were read whole)
         timings["assemble_s"] = time.perf_counter() - t
 
@@ -209,7 +210,7 @@ def _update(student_dir, dataset, out, cfg: IndexConfig, reuse: bool) -> Path:
                          if kind == "ivf" else {})},
             "features": {}, "timings_s": {},
         }
-        vdir = _publish(out, name, manifest, ids, hashes, vectors, features, index, timings, t_start, t)
+        vdir = _publish(out, name, manifest, ids, hashes, vectors, states, sources, index, timings, t_start, t)
         prune(out, cfg.keep)
     tm, c = json.loads((vdir / MANIFEST).read_text())["timings_s"], diff.counts
     console.print(f"index version {name}: {len(ids):,} items, {c['embedded']:,} embedded, {c['copied']:,} copied, "
@@ -254,7 +255,7 @@ def _diff(out: Path, live_name: str | None, ids: np.ndarray, hashes: np.ndarray,
 
 def _embed(texts: list[str], student_dir: Path, cfg: IndexConfig, scfg: StudentConfig,
            version_id: str) -> tuple[np.ndarray, dict[str, object]]:
-    """The student's item vectors and feature item states of ``texts`` (on the configured backend)."""
+    """The student's item vectors and feature item states (by source) of ``texts`` (on the configured backend)."""
     if not texts:
         return np.zeros((0, scfg.dim), np.float32), {}
     if cfg.backend == "ray":
@@ -262,22 +263,22 @@ def _embed(texts: list[str], student_dir: Path, cfg: IndexConfig, scfg: StudentC
     return embed_local(str(student_dir), texts, cfg, version_id)
 
 
-def _assemble(diff: Diff, live, new_emb: np.ndarray, new_states: dict, scfg: StudentConfig) -> tuple[np.ndarray, dict]:
-    """Vectors and feature states in dataset order, each in one pass: a copied item's row comes from the live
-    version (``diff.src``), an embedded one's from ``new_emb`` / ``new_states`` (in ``diff.todo`` order)."""
+def _assemble(diff: Diff, live, new_emb: np.ndarray, new_states: dict,
+              sources: dict[str, str]) -> tuple[np.ndarray, dict]:
+    """Vectors and feature states (by source) in dataset order, each in one pass: a copied item's row comes from
+    the live version (``diff.src``), an embedded one's from ``new_emb`` / ``new_states`` (in ``diff.todo`` order).
+    ``sources`` maps each feature name to its source: features of one source are gathered once."""
     n = len(diff.copy)
     vectors = _gather(live.vectors if live is not None else None, new_emb.astype(np.float32, copy=False), diff, n)
-    features, done = {}, {}
-    for name in scfg.features:
+    states: dict[str, object] = {}
+    for name, source in sources.items():
+        if source in states:
+            continue
         old = live.features[name] if live is not None else None
-        new = new_states.get(name) if len(diff.todo) else None
-        # features of one source share their states (one object): gathered once, stored once
-        key = id(new) if new is not None else id(old)
-        if key not in done:
-            done[key] = _gather(old, new, diff, n) if old is not None or new is not None else \
-                np.zeros((0, 0), np.float32)
-        features[name] = done[key]
-    return vectors, features
+        new = new_states.get(source) if len(diff.todo) else None
+        states[source] = _gather(old, new, diff, n) if old is not None or new is not None else \
+            np.zeros((0, 0), np.float32)
+    return vectors, states
 
 
 def _gather(old, new, diff: Diff, n: int):
@@ -305,8 +306,9 @@ def _gather(old, new, diff: Diff, n: int):
 
 
 def _publish(out: Path, name: str, manifest: dict, ids: np.ndarray, hashes: np.ndarray, vectors: np.ndarray,
-                   features: dict, index, timings: dict, t_start: float, t_write: float) -> Path:
-    """Publish: write a complete version under a temp name, rename it into versions/, point CURRENT at it."""
+             states: dict, sources: dict[str, str], index, timings: dict, t_start: float, t_write: float) -> Path:
+    """Publish: write a complete version under a temp name, rename it into versions/, point CURRENT at it. Each
+    source's item state is one file, named after its first feature; the manifest names every feature's file."""
     import faiss  # faiss: the serve extra
 
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{name}-", dir=out / VERSIONS))
@@ -315,11 +317,11 @@ def _publish(out: Path, name: str, manifest: dict, ids: np.ndarray, hashes: np.n
                       "row": np.arange(len(ids), dtype=np.int64)}).to_parquet(tmp / ITEMS_FILE, index=False)
         np.save(tmp / VECTORS_FILE, np.ascontiguousarray(vectors, dtype=np.float32))
         (tmp / FEATURES_DIR).mkdir()
-        saved: dict[int, str] = {}
-        for fname, state in features.items():  # a state shared by features (one source) is written once
-            if id(state) not in saved:
-                saved[id(state)] = save_state(tmp / FEATURES_DIR / fname, state)
-            manifest["features"][fname] = saved[id(state)]
+        files: dict[str, str] = {}
+        for feature, source in sources.items():
+            if source not in files:
+                files[source] = save_state(tmp / FEATURES_DIR / feature, states[source])
+            manifest["features"][feature] = files[source]
         faiss.write_index(index, str(tmp / FAISS_FILE))
         timings["write_s"] = time.perf_counter() - t_write
         timings["total_s"] = time.perf_counter() - t_start

@@ -1,6 +1,10 @@
-"""Item embedding for an index build: the student's item tower and the item side of every feature, on one
+"""Item embedding for an index build: the student's item tower and the item side of every feature source, on one
 process (``local``, the last student kept loaded) or on a Ray actor pool (``ray``: the actors compute the towers
 and every feature that ``needs_model``; the others — cheap text features with sparse state — run on the driver).
+
+Feature item states are keyed by source (``student.features.source_of``): features of one source (``zero_shot`` and
+``zero_shot_product`` of one model) have one item state, computed, shipped and stored once; ``feature_sources``
+maps the student's feature names to them.
 """
 
 from __future__ import annotations
@@ -17,13 +21,13 @@ from searchrel.index.layout import IndexConfig, concat_states
 from searchrel.models.encode import default_threads
 from searchrel.progress import step
 from searchrel.ray_pool import map_shards
-from searchrel.student.features import make_feature, sides, source_of
+from searchrel.student.features import make_feature, sides_by_source, source_of
 from searchrel.student.model import FEATURES_FILE, load_student
 
 
 # -- embedding -------------------------------------------------------------------------------------
 class ItemEmbedder:
-    """One student (loaded once) embedding item texts: tower vectors and every feature's item state.
+    """One student (loaded once) embedding item texts: tower vectors and every feature source's item state.
     The local backend makes one; each Ray actor makes its own and is called on ``row, text`` batches."""
 
     def __init__(self, student: str, batch_size: int = 64, bf16: bool | None = None,
@@ -36,21 +40,17 @@ class ItemEmbedder:
     def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, object]]:
         texts = list(texts)
         emb = self.student.embed(texts, "item", batch_size=self.batch_size, bf16=self.bf16)
-        return emb, sides(self.features, texts, "item")
+        return emb, sides_by_source(self.features, texts, "item")
 
     def __call__(self, batch: pd.DataFrame) -> dict[str, np.ndarray]:
         emb, states = self.embed(batch["text"].tolist())
         out = {"row": batch["row"].to_numpy(np.int64), "emb": emb}
-        shipped: set[int] = set()
-        for name, state in states.items():
-            if id(state) in shipped:  # a shared source's side goes back once; the driver gives it every name
-                continue
-            shipped.add(id(state))
+        for source, state in states.items():
             if not isinstance(state, np.ndarray):
-                raise TypeError(f"feature {name!r} gives a {type(state).__name__} item state, which the ray backend "
-                                "cannot ship back: a feature without a model (needs_model = False) is computed on "
-                                "the driver instead")
-            out[f"feature__{name}"] = state
+                raise TypeError(f"feature source {source!r} gives a {type(state).__name__} item state, which the ray "
+                                "backend cannot ship back: a feature without a model (needs_model = False) is "
+                                "computed on the driver instead")
+            out[f"feature__{source}"] = state
         return out
 
 
@@ -72,21 +72,16 @@ _TOWER = "\0tower"  # the tower vectors' key next to the feature names while emb
 
 def embed_local(student_dir: str, texts: list[str], cfg: IndexConfig,
                  version: str) -> tuple[np.ndarray, dict[str, object]]:
-    """Tower vectors and feature states of ``texts``, a shard at a time. Dense results are written into arrays
-    allocated once for every row (no list of shards concatenated at the end: at a million items that copy is
+    """Tower vectors and feature states (by source) of ``texts``, a shard at a time. Dense results are written into
+    arrays allocated once for every row (no list of shards concatenated at the end: at a million items that copy is
     2.5 GB); sparse states are stacked once at the end."""
     embedder = local_embedder(student_dir, version, cfg.batch_size, cfg.bf16)
-    n, dense, sparse, alias = len(texts), {}, {}, {}
+    n, dense, sparse = len(texts), {}, {}
     with step("embedding items", total=n) as advance:
         for start in range(0, n, cfg.shard_size):
             chunk = texts[start:start + cfg.shard_size]
             emb, st = embedder.embed(chunk)
-            first: dict[int, str] = {}
             for name, part in ((_TOWER, emb), *st.items()):
-                if id(part) in first:  # a shared source's side, stored once under its first feature's name
-                    alias[name] = first[id(part)]
-                    continue
-                first[id(part)] = name
                 if isinstance(part, np.ndarray):
                     if name not in dense:
                         dense[name] = np.empty((n, *part.shape[1:]), part.dtype)
@@ -95,8 +90,7 @@ def embed_local(student_dir: str, texts: list[str], cfg: IndexConfig,
                     sparse.setdefault(name, []).append(part)
             advance(len(chunk))
     states = {name: concat_states(parts) for name, parts in sparse.items()} | dense
-    emb = states.pop(_TOWER)
-    return emb, {f.name: states[alias.get(f.name, f.name)] for f in embedder.features}
+    return states.pop(_TOWER), states
 
 
 def _driver_features(student_dir: Path, scfg) -> list:
@@ -104,6 +98,11 @@ def _driver_features(student_dir: Path, scfg) -> list:
     path = student_dir / FEATURES_FILE
     states = json.loads(path.read_text()) if path.is_file() else {}
     return [make_feature(n, states.get(n), model=scfg.zero_shot_model) for n in scfg.features]
+
+
+def feature_sources(student_dir: str | Path, scfg) -> dict[str, str]:
+    """The student's feature names (in its order), each with the source whose item state it reads."""
+    return {f.name: source_of(f) for f in _driver_features(Path(student_dir), scfg)}
 
 
 def embed_ray(student_dir: str, texts: list[str], cfg: IndexConfig, scfg) -> tuple[np.ndarray, dict[str, object]]:
@@ -126,15 +125,12 @@ def embed_ray(student_dir: str, texts: list[str], cfg: IndexConfig, scfg) -> tup
             for key, value in batch.items():
                 if key.startswith("feature__"):
                     value = np.asarray(value)
-                    name = key[len("feature__"):]
-                    if name not in states:
-                        states[name] = np.zeros((n, *value.shape[1:]), value.dtype)
-                    states[name][rows] = value
+                    source = key[len("feature__"):]
+                    if source not in states:
+                        states[source] = np.zeros((n, *value.shape[1:]), value.dtype)
+                    states[source][rows] = value
             seen[rows] = True
             advance(len(rows))
     if not seen.all():
         raise RuntimeError(f"the ray backend returned {int(seen.sum()):,} of {n:,} items")
-    states |= sides(driver, texts, "item")
-    # a name the actors did not ship shares its source with one they did
-    shipped = {source_of(f): states[f.name] for f in features if f.name in states}
-    return emb, {f.name: states.get(f.name, shipped[source_of(f)]) for f in features}  # the student's feature order
+    return emb, states | sides_by_source(driver, texts, "item")

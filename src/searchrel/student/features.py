@@ -55,17 +55,22 @@ def source_of(feature) -> str:
     return getattr(feature, "source", feature.name)
 
 
-def sides(features: Sequence, texts: Sequence[str], kind: str) -> dict[str, object]:
-    """Each feature's item (``kind`` "item") or query side of ``texts``, by feature name; features of one source
-    share one computed side (the same object)."""
-    by_source: dict[str, object] = {}
-    out = {}
+def sides_by_source(features: Sequence, texts: Sequence[str], kind: str) -> dict[str, object]:
+    """The item (``kind`` "item") or query side of ``texts`` for each distinct source among ``features``, computed
+    once per source (by its first feature), by source."""
+    out: dict[str, object] = {}
     for f in features:
         key = source_of(f)
-        if key not in by_source:
-            by_source[key] = f.query_side(texts) if kind == "query" else f.item_side(texts)
-        out[f.name] = by_source[key]
+        if key not in out:
+            out[key] = f.query_side(texts) if kind == "query" else f.item_side(texts)
     return out
+
+
+def sides(features: Sequence, texts: Sequence[str], kind: str) -> dict[str, object]:
+    """Each feature's item or query side of ``texts``, by feature name; features of one source share one computed
+    side (the same object)."""
+    by_source = sides_by_source(features, texts, kind)
+    return {f.name: by_source[source_of(f)] for f in features}
 
 
 @register("text_match")
