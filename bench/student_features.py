@@ -1,0 +1,125 @@
+"""Probe candidate query-side-cheap features for the student before building them: how well does each rank alone,
+and averaged with the zero-shot cosine the student already carries?
+
+    .venv/bin/python bench/student_features.py --data data/cf [--model me5-small] [--prf-k 5,10,20]
+
+Every candidate keeps the student's serving contract — a query vector from the zero-shot model (computed online,
+cached), item vectors offline — and costs no second query model:
+
+* ``whole`` — the zero-shot cosine with the item's whole text (the student's ``zero_shot`` feature today);
+* ``title`` / ``description`` — the same query vector against a vector of that field alone (one more item vector);
+* ``prf_<catalogue><k>`` — pseudo-relevance feedback, the teacher's ``prf:`` member on the student's model: the
+  item's vector against the mean of the query's ``k`` nearest catalogue vectors (whole texts or titles), an
+  item-index search per query at serving time.
+
+Each is scored alone and as a per-query z-score average with ``whole`` (weights 0.3, 0.5, 1): NDCG@8 per split and
+language over every judged query. A candidate worth building lifts the average on train and valid in every
+language; the test split is reported beside them as a check, not to choose by. Writes
+bench/results/student-features-DATE.json with the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("SEARCHREL_PROGRESS", "0")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from encode import machine_info, write_result  # noqa: E402
+
+WEIGHTS = (0.3, 0.5, 1.0)
+
+
+def prf_cosine(q: np.ndarray, catalogue: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
+    """``[n_queries, n_items]`` cosines of each item with the normalised mean of the query's k nearest catalogue
+    vectors."""
+    k = min(k, len(catalogue))
+    top = np.argpartition(-(q @ catalogue.T), k - 1, axis=1)[:, :k]
+    centroid = catalogue[top].mean(1)
+    centroid /= np.linalg.norm(centroid, axis=1, keepdims=True) + 1e-12
+    return centroid @ items.T
+
+
+def main() -> None:
+    import pandas as pd
+
+    from searchrel.annotate.text import TextConfig, build_item_texts, split_item_text
+    from searchrel.data.dataset import load_dataset
+    from searchrel.eval.metrics import ndcg_at_k
+    from searchrel.models.encode import load_encoder
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="dataset directory")
+    ap.add_argument("--model", default="me5-small", help="the student's zero-shot model")
+    ap.add_argument("--prf-k", default="5,10,20", help="catalogue neighbours averaged per query, comma-separated")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    started = time.perf_counter()
+    ds = load_dataset(args.data)
+    text = TextConfig.default_for(ds.items)
+    texts = build_item_texts(ds.items, text)
+    parts = [split_item_text(t, text) for t in texts.tolist()]
+    enc = load_encoder(args.model)
+    vectors = {"whole": enc.encode(texts.tolist(), kind="passage")}
+    for field in ("title", "description"):
+        if field in text.fields:  # an item without the field falls back to its whole text, as the teacher does
+            vectors[field] = enc.encode([p.get(field) or t for p, t in zip(parts, texts.tolist())], kind="passage")
+    queries = enc.encode(ds.queries["text"].tolist(), kind="query")
+    encode_s = time.perf_counter() - started
+
+    judged = ds.judgments.assign(split=ds.judgments["query_id"].map(ds.split_of()),
+                                 language=ds.judgments["query_id"].map(ds.queries.set_index("query_id")["language"]))
+    q_row = judged["query_id"].map({q: i for i, q in enumerate(ds.queries["query_id"])}).to_numpy()
+    i_row = judged["item_id"].map({i: n for n, i in enumerate(texts.index)}).to_numpy()
+    scores = {name: np.einsum("nd,nd->n", queries[q_row], v[i_row]) for name, v in vectors.items()}
+    for k in (int(x) for x in args.prf_k.split(",")):
+        for catalogue in [c for c in ("whole", "title") if c in vectors]:
+            sims = prf_cosine(queries, vectors[catalogue], vectors[catalogue], k)
+            scores[f"prf_{catalogue}{k}"] = sims[q_row, i_row]
+    groups = judged["query_id"].to_numpy()
+
+    def z(x: np.ndarray) -> np.ndarray:
+        s = pd.Series(x).groupby(groups)
+        return ((pd.Series(x) - s.transform("mean")) / (s.transform("std").fillna(0) + 1e-9)).to_numpy()
+
+    for name in [n for n in scores if n != "whole"]:
+        for w in WEIGHTS:
+            scores[f"whole+{w}*{name}"] = z(scores["whole"]) + w * z(scores[name])
+
+    rows = []
+    lowest = int(ds.info.scale.grades[0])
+    for name, s in scores.items():
+        frame = judged.assign(_s=s)
+        per_query = frame.groupby("query_id").apply(
+            lambda g: ndcg_at_k(g["label"].to_numpy(), g["_s"].to_numpy(), g["item_id"].to_numpy(), 8, lowest),
+            include_groups=False)
+        meta = frame.groupby("query_id")[["split", "language"]].first()
+        row = {"feature": name}
+        for split in ("train", "valid", "test"):
+            sel = meta["split"] == split
+            if sel.any():
+                row[f"{split} all"] = round(float(per_query[sel].mean()), 4)
+                for lang in sorted(meta["language"].unique()):
+                    if (sel & (meta["language"] == lang)).any():
+                        row[f"{split} {lang}"] = round(float(per_query[sel & (meta["language"] == lang)].mean()), 4)
+        rows.append(row)
+    res = {"date": dt.date.today().isoformat(), "machine": machine_info(), "data": str(args.data),
+           "model": args.model, "queries": int(judged["query_id"].nunique()), "pairs": len(judged),
+           "encode_s": round(encode_s, 1), "rows": rows}
+    cols = [c for c in rows[0] if c != "feature"]
+    lines = ["| feature | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    lines += [f"| {r['feature']} | " + " | ".join(f"{r.get(c, float('nan')):.4f}" for c in cols) + " |" for r in rows]
+    write_result(res, "student-features", args.out, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
