@@ -69,6 +69,14 @@ def test_int8_is_smaller_and_close(student_dir, tmp_path):
     assert other.is_file() and not list(tmp_path.glob(".*tmp*"))
 
 
+def test_int8_weights_keep_7_bits_on_avx2_without_vnni():
+    from searchrel.serve.onnx_tower import vnni_or_not_x86
+
+    assert not vnni_or_not_x86("fpu sse2 avx avx2 fma".split())  # AVX2 only: reduce_range
+    assert vnni_or_not_x86("avx2 avx512f avx512_vnni".split()) and vnni_or_not_x86("avx2 avx_vnni".split())
+    assert vnni_or_not_x86("fp asimd asimddp".split())  # ARM: no saturating x86 kernel
+
+
 def test_ensure_onnx_reexports_when_the_weights_are_newer(tiny_bert, tmp_path):
     import torch
 

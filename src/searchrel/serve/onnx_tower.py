@@ -158,17 +158,39 @@ def export_zero_shot(name: str, out_path: str | Path, opset: int = 17) -> Path:
                            normalise=True)
 
 
+def cpu_has_vnni() -> bool:
+    """True when the CPU has integer dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8). Without them
+    ONNX Runtime's x86 int8 kernels multiply uint8 activations by int8 weights with a pairwise add that saturates at
+    int16, which full 8-bit weights can overflow (seen on an AVX2-only AMD EPYC: min cosine 0.92 against fp32)."""
+    try:
+        line = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
+    except OSError:
+        return True  # not Linux: no flags to read; keep the full range
+    return vnni_or_not_x86(line.partition(":")[2].split())
+
+
+def vnni_or_not_x86(flags: Sequence[str]) -> bool:
+    """From /proc/cpuinfo's flags: False only for an AVX2 CPU without VNNI (other CPUs, e.g. ARM, do not take
+    the saturating path)."""
+    flags = set(flags)
+    return "avx2" not in flags or bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
 def quantize_int8(onnx_path: str | Path, out_path: str | Path, op_types: Sequence[str] = ("MatMul", "Gemm"),
-                  per_channel: bool = True, exclude: Sequence[str] = ()) -> Path:
+                  per_channel: bool = True, exclude: Sequence[str] = (), reduce_range: bool | None = None) -> Path:
     """Dynamic int8 quantization (QInt8 weights of ``op_types``, one scale per output channel unless
-    ``per_channel`` is False; nodes named in ``exclude`` stay fp32) of an fp32 ONNX file; written atomically."""
+    ``per_channel`` is False; nodes named in ``exclude`` stay fp32) of an fp32 ONNX file; written atomically.
+    ``reduce_range`` quantizes the weights to 7 bits, which keeps x86 kernels without VNNI from saturating; None:
+    where this CPU lacks VNNI (``cpu_has_vnni``) — the quantized file is made on the machine that serves it."""
     from onnxruntime.quantization import QuantType, quantize_dynamic  # onnxruntime: the serve extra
 
+    if reduce_range is None:
+        reduce_range = not cpu_has_vnni()
     out = Path(out_path)
     tmp = _tmp_path(out)
     try:
         quantize_dynamic(Path(onnx_path), tmp, op_types_to_quantize=list(op_types), weight_type=QuantType.QInt8,
-                         per_channel=per_channel, nodes_to_exclude=list(exclude))
+                         per_channel=per_channel, reduce_range=reduce_range, nodes_to_exclude=list(exclude))
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
