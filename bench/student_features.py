@@ -34,6 +34,7 @@ os.environ.setdefault("SEARCHREL_PROGRESS", "0")
 sys.path.insert(0, str(Path(__file__).parent))
 
 from encode import machine_info, write_result  # noqa: E402
+from teacher_cv import ndcg_and_qwk  # noqa: E402
 
 WEIGHTS = (0.3, 0.5, 1.0)
 
@@ -53,7 +54,6 @@ def main() -> None:
 
     from searchrel.annotate.text import TextConfig, build_item_texts, split_item_text
     from searchrel.data.dataset import load_dataset
-    from searchrel.eval.metrics import ndcg_at_k
     from searchrel.models.encode import load_encoder
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,21 +96,14 @@ def main() -> None:
             scores[f"whole+{w}*{name}"] = z(scores["whole"]) + w * z(scores[name])
 
     rows = []
-    lowest = int(ds.info.scale.grades[0])
+    splits = [sp for sp in ("train", "valid", "test") if (judged["split"] == sp).any()]
     for name, s in scores.items():
-        frame = judged.assign(_s=s)
-        per_query = frame.groupby("query_id").apply(
-            lambda g: ndcg_at_k(g["label"].to_numpy(), g["_s"].to_numpy(), g["item_id"].to_numpy(), 8, lowest),
-            include_groups=False)
-        meta = frame.groupby("query_id")[["split", "language"]].first()
         row = {"feature": name}
-        for split in ("train", "valid", "test"):
-            sel = meta["split"] == split
-            if sel.any():
-                row[f"{split} all"] = round(float(per_query[sel].mean()), 4)
-                for lang in sorted(meta["language"].unique()):
-                    if (sel & (meta["language"] == lang)).any():
-                        row[f"{split} {lang}"] = round(float(per_query[sel & (meta["language"] == lang)].mean()), 4)
+        for split in splits:
+            sel = (judged["split"] == split).to_numpy()
+            metrics = ndcg_and_qwk(judged[sel], s[sel], None, list(ds.info.scale.grades))
+            row[f"{split} all"] = round(metrics.pop("ndcg@8"), 4)
+            row |= {f"{split} {k.removeprefix('ndcg@8 ')}": round(v, 4) for k, v in metrics.items()}
         rows.append(row)
     res = {"date": dt.date.today().isoformat(), "machine": machine_info(), "data": str(args.data),
            "model": args.model, "queries": int(judged["query_id"].nunique()), "pairs": len(judged),

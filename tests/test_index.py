@@ -14,7 +14,7 @@ from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset
 from searchrel.index import LOCK, build_index, load_index, model_version, refresh_index
 from searchrel.index import build as index_build
-from searchrel.index.embed import ItemEmbedder, feature_sources
+from searchrel.index.embed import ItemEmbedder, driver_features, feature_sources
 from searchrel.student.model import load_student, new_student
 from test_student import _cfg
 
@@ -84,7 +84,7 @@ def test_build_holds_the_students_item_side(student_dir, world, reference, tmp_p
     assert idx.manifest["features"]["zero_shot_product"] == idx.manifest["features"]["zero_shot"] == "zero_shot.npy"
     assert sorted(p.name for p in (vdir / "features").iterdir()) == ["text_match.npz", "zero_shot.npy"]
     assert idx.features["zero_shot_product"] is idx.features["zero_shot"]
-    sources = feature_sources(student_dir, load_student(student_dir).config)
+    sources = feature_sources(driver_features(student_dir, load_student(student_dir).config))
     assert list(sources) == ["text_match", "zero_shot", "zero_shot_product"]
     assert sources["zero_shot"] == sources["zero_shot_product"] != sources["text_match"]
     assert list(idx.items["content_hash"]) == [hashlib.sha256(t.encode()).hexdigest() for t in texts]

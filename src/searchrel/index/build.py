@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from searchrel.annotate.text import build_item_texts
 from searchrel.data.dataset import Dataset, load_dataset
-from searchrel.index.embed import embed_local, embed_ray, feature_sources
+from searchrel.index.embed import driver_features, embed_local, embed_ray, feature_sources
 from searchrel.index.layout import (
     FAISS_FILE,
     FEATURES_DIR,
@@ -177,8 +177,9 @@ def _update(student_dir, dataset, out, cfg: IndexConfig, reuse: bool) -> Path:
                           f"{c['unchanged']:,} unchanged, {c['deleted']:,} deleted")
 
         t = time.perf_counter()
-        sources = feature_sources(student_dir, scfg)
-        new_emb, new_states = _embed([texts[i] for i in diff.todo], student_dir, cfg, scfg, version_id)
+        features = driver_features(student_dir, scfg)  # from the config and features.json: no towers loaded
+        sources = feature_sources(features)
+        new_emb, new_states = _embed([texts[i] for i in diff.todo], student_dir, cfg, scfg, version_id, features)
         timings["embed_s"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -253,13 +254,13 @@ def _diff(out: Path, live_name: str | None, ids: np.ndarray, hashes: np.ndarray,
     return Diff(copy, todo, src, counts | {"embedded": int(len(todo)), "copied": int(copy.sum())})
 
 
-def _embed(texts: list[str], student_dir: Path, cfg: IndexConfig, scfg: StudentConfig,
-           version_id: str) -> tuple[np.ndarray, dict[str, object]]:
+def _embed(texts: list[str], student_dir: Path, cfg: IndexConfig, scfg: StudentConfig, version_id: str,
+           features: list) -> tuple[np.ndarray, dict[str, object]]:
     """The student's item vectors and feature item states (by source) of ``texts`` (on the configured backend)."""
     if not texts:
         return np.zeros((0, scfg.dim), np.float32), {}
     if cfg.backend == "ray":
-        return embed_ray(str(student_dir), texts, cfg, scfg)
+        return embed_ray(str(student_dir), texts, cfg, scfg, features)
     return embed_local(str(student_dir), texts, cfg, version_id)
 
 

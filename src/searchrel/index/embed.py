@@ -93,23 +93,25 @@ def embed_local(student_dir: str, texts: list[str], cfg: IndexConfig,
     return states.pop(_TOWER), states
 
 
-def _driver_features(student_dir: Path, scfg) -> list:
+def driver_features(student_dir: str | Path, scfg) -> list:
     """The student's feature objects from its config and features.json alone (no towers loaded)."""
-    path = student_dir / FEATURES_FILE
+    path = Path(student_dir) / FEATURES_FILE
     states = json.loads(path.read_text()) if path.is_file() else {}
     return [make_feature(n, states.get(n), model=scfg.zero_shot_model) for n in scfg.features]
 
 
-def feature_sources(student_dir: str | Path, scfg) -> dict[str, str]:
-    """The student's feature names (in its order), each with the source whose item state it reads."""
-    return {f.name: source_of(f) for f in _driver_features(Path(student_dir), scfg)}
+def feature_sources(features: Sequence) -> dict[str, str]:
+    """The feature names (in the student's order), each with the source whose item state it reads."""
+    return {f.name: source_of(f) for f in features}
 
 
-def embed_ray(student_dir: str, texts: list[str], cfg: IndexConfig, scfg) -> tuple[np.ndarray, dict[str, object]]:
+def embed_ray(student_dir: str, texts: list[str], cfg: IndexConfig, scfg,
+              features: Sequence) -> tuple[np.ndarray, dict[str, object]]:
+    """Tower vectors and feature states (by source) of ``texts`` on a Ray actor pool; ``features`` (the student's,
+    from ``driver_features``) say which run on the driver."""
     n = len(texts)
     emb = np.zeros((n, scfg.dim), np.float32)
     states: dict[str, np.ndarray] = {}
-    features = _driver_features(Path(student_dir), scfg)
     driver = [f for f in features if not f.needs_model]
     # results are placed by "row": shards come back in any order
     frame = pd.DataFrame({"row": np.arange(n, dtype=np.int64), "text": texts})

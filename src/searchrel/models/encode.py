@@ -58,13 +58,18 @@ CACHE_MIN = 32  # chunks of at least this many texts use the disk cache (batch j
 MAX_SHAPES = 24  # frozen jit copies kept per Encoder: each holds its compiled oneDNN partitions (~27 MB, me5-small)
 
 
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo, or None where there is none to read (not Linux)."""
+    try:
+        line = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), None)
+    except OSError:
+        return None
+    return set(line.partition(":")[2].split()) if line is not None else None
+
+
 def cpu_has_bf16() -> bool:
     """True when the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16); emulated bf16 is slower than fp32."""
-    try:
-        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
-    except OSError:
-        flags = ""
-    if " avx512_bf16" in flags or " amx_bf16" in flags:
+    if (cpu_flags() or set()) & {"avx512_bf16", "amx_bf16"}:
         return True
     return torch.backends.cpu.get_cpu_capability() in ("AVX512_BF16", "AMX")  # non-Linux fallback
 

@@ -51,7 +51,7 @@ import torch
 
 from searchrel.index import model_version
 from searchrel.models.backbone import pool
-from searchrel.models.encode import TRACEABLE, Encoder, pad_token_id
+from searchrel.models.encode import TRACEABLE, Encoder, cpu_flags, pad_token_id
 from searchrel.models.pairs import collate
 from searchrel.models.registry import backbone_for, resolve_model
 from searchrel.models.st_head import DenseHead
@@ -162,11 +162,8 @@ def cpu_has_vnni() -> bool:
     """True when the CPU has integer dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8). Without them
     ONNX Runtime's x86 int8 kernels multiply uint8 activations by int8 weights with a pairwise add that saturates at
     int16, which full 8-bit weights can overflow (seen on an AVX2-only AMD EPYC: min cosine 0.92 against fp32)."""
-    try:
-        line = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
-    except OSError:
-        return True  # not Linux: no flags to read; keep the full range
-    return vnni_or_not_x86(line.partition(":")[2].split())
+    flags = cpu_flags()
+    return flags is None or vnni_or_not_x86(flags)  # None: not Linux, no flags to read; keep the full range
 
 
 def vnni_or_not_x86(flags: Sequence[str]) -> bool:
