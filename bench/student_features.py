@@ -49,6 +49,17 @@ def prf_cosine(q: np.ndarray, catalogue: np.ndarray, items: np.ndarray, k: int) 
     return centroid @ items.T
 
 
+def _ks(value: str) -> list[int]:
+    """``--prf-k``: comma-separated positive integers, or a usage error that says so."""
+    try:
+        ks = [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        ks = []
+    if not ks or min(ks) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: give positive integers, comma-separated (e.g. 5,10,20)")
+    return ks
+
+
 def main() -> None:
     import pandas as pd
 
@@ -59,7 +70,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="dataset directory")
     ap.add_argument("--model", default="me5-small", help="the student's zero-shot model")
-    ap.add_argument("--prf-k", default="5,10,20", help="catalogue neighbours averaged per query, comma-separated")
+    ap.add_argument("--prf-k", default="5,10,20", type=_ks, help="catalogue neighbours averaged per query, "
+                    "comma-separated positive integers")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -81,7 +93,7 @@ def main() -> None:
     q_row = judged["query_id"].map({q: i for i, q in enumerate(ds.queries["query_id"])}).to_numpy()
     i_row = judged["item_id"].map({i: n for n, i in enumerate(texts.index)}).to_numpy()
     scores = {name: np.einsum("nd,nd->n", queries[q_row], v[i_row]) for name, v in vectors.items()}
-    for k in (int(x) for x in args.prf_k.split(",")):
+    for k in args.prf_k:
         for catalogue in [c for c in ("whole", "title") if c in vectors]:
             sims = prf_cosine(queries, vectors[catalogue], vectors[catalogue], k)
             scores[f"prf_{catalogue}{k}"] = sims[q_row, i_row]
