@@ -201,6 +201,36 @@ def test_prf_member_scores_the_title_against_the_centroid_of_the_query_s_nearest
         EnsembleTeacher.load(run)
 
 
+def test_fields_only_member_scores_each_field_alone_and_falls_back_to_the_first_filled_one(eg, tmp_path):
+    from searchrel.models.encode import load_encoder
+    from searchrel.teacher.ensemble import Member
+
+    ds = _tiny()
+    text = TextConfig(fields=["title", "image_caption"])
+    run = train_teacher(ds, tmp_path / "t", TrainConfig(members=[f"fields-only:{eg}", "text_match"],
+                                                       teacher=TeacherConfig(text=text)))
+    model = EnsembleTeacher.load(run)
+    label = f"fields-only:{eg}"
+    assert model.config.members[0].label == label and not model.config.members[0].whole
+    assert {f"{label}:title", f"{label}:image_caption"} <= set(model.config.stacker.features)
+    assert not any(f.endswith((":cos", ":zcos")) for f in model.config.stacker.features)  # no whole-text pass
+    enc = load_encoder(str(eg))
+    q = enc.encode(["red table"], kind="query")[0]
+    texts = build_item_texts(pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["red table", "blue dress", ""],
+                                           "image_caption": ["a wooden table", "", ""]}), text).tolist()
+    texts[2] = "red table, no fields"  # a text without field labels: nothing to split, the whole text is scored
+    X, names = model.member_features(Member(kind="fields", source=str(eg), whole=False), ["red table"] * 3, texts)
+    assert names == [f"{label}:title", f"{label}:image_caption"]
+    cos = {t: float(enc.encode([t], kind="passage")[0] @ q) for t in ["red table", "a wooden table", "blue dress",
+                                                                       texts[2]]}
+    assert X[0] == pytest.approx([cos["red table"], cos["a wooden table"]], abs=1e-4)
+    assert X[1] == pytest.approx([cos["blue dress"], cos["blue dress"]], abs=1e-4)  # no caption: the title's cosine
+    assert X[2] == pytest.approx([cos[texts[2]]] * 2, abs=1e-4)  # no field at all: the whole text's
+    # the whole-text variant of the same model gives the same field columns after its two whole-text ones
+    Xw, nw = model.member_features(Member(kind="fields", source=str(eg)), ["red table"] * 2, texts[:2])
+    assert nw[:2] == [f"fields:{eg}:cos", f"fields:{eg}:zcos"] and np.allclose(Xw[0, 2:], X[0], atol=1e-5)
+
+
 def test_ensemble_needs_a_valid_split_and_known_members(tiny_bert, tmp_path):
     ds = _tiny()
     ds.splits["split"] = "train"

@@ -23,7 +23,8 @@ def train_cmd(
     dataset: Path = typer.Argument(..., help="dataset directory (its train/valid split is used)"),
     out: Path = typer.Option(..., help="run directory: checkpoints, then the finished teacher"),
     recipe: str = typer.Option(_R["recipe"], help="ensemble (members stacked on valid) or cross_encoder (one model)"),
-    members: str = typer.Option(",".join(_R["members"]), help="ensemble members: fields:MODEL, embed:MODEL, "
+    members: str = typer.Option(",".join(_R["members"]), help="ensemble members: fields:MODEL (the whole "
+                                "item text and each field), fields-only:MODEL (each field alone), embed:MODEL, "
                                 "prf:MODEL, text_match, cross_encoder, biencoder"),
     prf_k: int = typer.Option(_R["prf_k"], help="catalogue neighbours in a prf member's query centroid"),
     ordinal_weight: float = typer.Option(_R["ordinal_weight"], help="ensemble stacker: weight of the ordinal "

@@ -65,7 +65,9 @@ class TrainConfig(BaseModel):
     recipe: Literal["ensemble", "cross_encoder"] = "ensemble"
     # measured on CrowdFlower (docs/results.md): the cross-encoder and the fine-tuned bi-encoder did not earn their
     # CPU minutes there; both stay available as members (cross_encoder, biencoder)
-    members: list[str] = Field(default_factory=lambda: ["fields:embeddinggemma-300m", "fields:me5-small",
+    # EmbeddingGemma reads each field alone (fields-only): its whole-text pass cost half its encoding time and added
+    # nothing in query-grouped CV on CrowdFlower (0.8593 with it, 0.8591 without; bench/teacher_cv.py)
+    members: list[str] = Field(default_factory=lambda: ["fields-only:embeddinggemma-300m", "fields:me5-small",
                                                         "prf:embeddinggemma-300m", "text_match"])
     prf_k: int = Field(10, ge=1)  # catalogue neighbours in a prf member's query centroid (5/10/20 measured: 10)
     # the stacker's rankers: ListNet + ordinal_weight x an ordinal likelihood of the grades (0: ranking only);

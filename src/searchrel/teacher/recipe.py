@@ -42,12 +42,15 @@ def _members(cfg: TrainConfig) -> list[Member]:
             out.append(Member(kind="text_match"))
         elif name.startswith("fields:"):
             out.append(Member(kind="fields", source=name.removeprefix("fields:")))
+        elif name.startswith("fields-only:"):
+            out.append(Member(kind="fields", source=name.removeprefix("fields-only:"), whole=False))
         elif name.startswith("prf:"):
             out.append(Member(kind="prf", source=name.removeprefix("prf:")))
         elif name.startswith("embed:"):
             out.append(Member(kind="embed", source=name.removeprefix("embed:")))
         else:
-            raise ValueError(f"unknown ensemble member {name!r} (biencoder, cross_encoder, text_match, fields:MODEL, prf:MODEL, embed:MODEL)")
+            raise ValueError(f"unknown ensemble member {name!r} (biencoder, cross_encoder, text_match, fields:MODEL, "
+                             "fields-only:MODEL, prf:MODEL, embed:MODEL)")
     return out
 
 
