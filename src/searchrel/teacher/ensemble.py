@@ -158,6 +158,13 @@ def title_of(text: str, config: TextConfig) -> str:
     return split_item_text(text, config)[config.fields[0]] or text
 
 
+def encode_distinct(enc, texts, kind: str, max_length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each distinct text of ``texts`` encoded once: its vectors, and each input's row among them."""
+    distinct, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+    vectors = enc.encode([str(t) for t in distinct], kind=kind, max_length=max_length, progress=len(distinct) > 256)
+    return vectors, inverse
+
+
 def is_ensemble(path: str | Path) -> bool:
     try:
         return json.loads((Path(path) / CONFIG_FILE).read_text()).get("kind") == "ensemble"
@@ -185,10 +192,8 @@ class EnsembleTeacher:
         """``[n, 2]``: the cosine and the cosine standardised by the query's cosines to the reference items; with the
         distinct queries' vectors and each pair's row among them (for more item-side cosines)."""
         enc = load_encoder(model)
-        uq, q_inv = np.unique(np.asarray(queries, dtype=object), return_inverse=True)
-        ui, i_inv = np.unique(np.asarray(items, dtype=object), return_inverse=True)
-        q = enc.encode(list(uq), kind="query", max_length=query_len, progress=len(uq) > 256)
-        d = enc.encode(list(ui), kind="passage", max_length=item_len, progress=len(ui) > 256)
+        q, q_inv = encode_distinct(enc, queries, "query", query_len)
+        d, i_inv = encode_distinct(enc, items, "passage", item_len)
         ref = enc.encode(self.reference, kind="passage", max_length=item_len, progress=False)
         ref_cos = q @ ref.T
         mu, sd = ref_cos.mean(1), ref_cos.std(1) + 1e-6
@@ -203,18 +208,18 @@ class EnsembleTeacher:
         enc = load_encoder(model)
         if member.whole:
             whole, q, q_inv = self._cosine_features(model, queries, items)
+            head, head_names = whole, [f"{label}:cos", f"{label}:zcos"]
             if len(fields) < 2:
-                return whole, [f"{label}:cos", f"{label}:zcos"]
+                return head, head_names
         else:
-            uq, q_inv = np.unique(np.asarray(queries, dtype=object), return_inverse=True)
-            q = enc.encode(list(uq), kind="query", progress=len(uq) > 256)
+            q, q_inv = encode_distinct(enc, queries, "query")
+            head, head_names = np.zeros((len(items), 0), np.float32), []
         parts = ([split_item_text(t, self.config.text) for t in items] if len(fields) > 1
                  else [{fields[0]: t} for t in items])
         cols, filled = [], []
         for f in fields:
             values = np.asarray([p[f] for p in parts], dtype=object)
-            ui, i_inv = np.unique(values, return_inverse=True)
-            d = enc.encode([str(v) for v in ui], kind="passage", progress=len(ui) > 256)
+            d, i_inv = encode_distinct(enc, values, "passage")
             cols.append(np.einsum("nd,nd->n", q[q_inv], d[i_inv]))
             filled.append(values != "")
         cos, filled = np.stack(cols, 1), np.stack(filled, 1)
@@ -227,10 +232,7 @@ class EnsembleTeacher:
                 d = enc.encode([items[i] for i in bare], kind="passage", progress=False)
                 fallback[bare] = np.einsum("nd,nd->n", q[q_inv[bare]], d)
         X = np.where(filled, cos, fallback[:, None])
-        names = [f"{label}:{f}" for f in fields]
-        if member.whole:
-            return np.concatenate([whole, X], 1).astype(np.float32), [f"{label}:cos", f"{label}:zcos"] + names
-        return X.astype(np.float32), names
+        return np.concatenate([head, X], 1).astype(np.float32), head_names + [f"{label}:{f}" for f in fields]
 
     def write_catalogue(self, member: Member, texts: pd.Series, limit: int = 100_000, seed: int = 0) -> Path:
         """Encode the catalogue's titles for a prf member (a seeded sample of ``limit`` distinct ones at most) and
@@ -256,8 +258,7 @@ class EnsembleTeacher:
             self._loaded[file] = np.load(self.path / file).astype(np.float32)
         catalogue = self._loaded[file]
         enc = load_encoder(member.source)
-        uq, q_inv = np.unique(np.asarray(queries, dtype=object), return_inverse=True)
-        q = enc.encode(list(uq), kind="query", progress=len(uq) > 256)
+        q, q_inv = encode_distinct(enc, queries, "query")
         k = min(self.config.prf_k, len(catalogue))
         centroid = np.empty_like(q)
         for lo in range(0, len(q), 256):  # 256 queries x the catalogue at a time
@@ -265,9 +266,7 @@ class EnsembleTeacher:
             top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
             centroid[lo:lo + 256] = catalogue[top].mean(1)
         centroid /= np.linalg.norm(centroid, axis=1, keepdims=True) + 1e-12
-        titles = np.asarray([title_of(t, self.config.text) for t in items], dtype=object)
-        ui, i_inv = np.unique(titles, return_inverse=True)
-        d = enc.encode([str(t) for t in ui], kind="passage", progress=len(ui) > 256)
+        d, i_inv = encode_distinct(enc, [title_of(t, self.config.text) for t in items], "passage")
         return np.einsum("nd,nd->n", centroid[q_inv], d[i_inv])[:, None].astype(np.float32), [f"{member.label}:title"]
 
     def member_features(self, member: Member, queries: list[str], items: list[str]) -> tuple[np.ndarray, list[str]]:
