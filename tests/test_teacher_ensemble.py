@@ -238,6 +238,8 @@ def test_ensemble_needs_a_valid_split_and_known_members(tiny_bert, tmp_path):
         train_teacher(ds, tmp_path / "a", TrainConfig(members=["text_match"]))
     with pytest.raises(ValueError, match="unknown ensemble member 'bm99'"):
         train_teacher(_tiny(), tmp_path / "b", TrainConfig(members=["bm99"]))
+    with pytest.raises(ValueError, match="'fields-only:' names no model"):
+        train_teacher(_tiny(), tmp_path / "c", TrainConfig(members=["fields-only:", "text_match"]))
 
 
 def test_cli_default_recipe_trains_evaluates_and_names_the_missing_model(eg, tmp_path, monkeypatch):

@@ -31,6 +31,11 @@ BIENCODER_DIR = "biencoder"
 CROSS_ENCODER_DIR = "cross-encoder"
 
 
+# members read through a zero-shot model named after the prefix: PREFIX:MODEL
+_MODEL_MEMBERS = {"fields": {"kind": "fields"}, "fields-only": {"kind": "fields", "whole": False},
+                  "prf": {"kind": "prf"}, "embed": {"kind": "embed"}}
+
+
 def _members(cfg: TrainConfig) -> list[Member]:
     out = []
     for name in cfg.members:
@@ -40,17 +45,14 @@ def _members(cfg: TrainConfig) -> list[Member]:
             out.append(Member(kind="cross_encoder", source=CROSS_ENCODER_DIR))
         elif name == "text_match":
             out.append(Member(kind="text_match"))
-        elif name.startswith("fields:"):
-            out.append(Member(kind="fields", source=name.removeprefix("fields:")))
-        elif name.startswith("fields-only:"):
-            out.append(Member(kind="fields", source=name.removeprefix("fields-only:"), whole=False))
-        elif name.startswith("prf:"):
-            out.append(Member(kind="prf", source=name.removeprefix("prf:")))
-        elif name.startswith("embed:"):
-            out.append(Member(kind="embed", source=name.removeprefix("embed:")))
+        elif name.partition(":")[0] in _MODEL_MEMBERS:
+            prefix, _, model = name.partition(":")
+            if not model.strip():
+                raise ValueError(f"ensemble member {name!r} names no model (e.g. {prefix}:embeddinggemma-300m)")
+            out.append(Member(source=model, **_MODEL_MEMBERS[prefix]))
         else:
-            raise ValueError(f"unknown ensemble member {name!r} (biencoder, cross_encoder, text_match, fields:MODEL, "
-                             "fields-only:MODEL, prf:MODEL, embed:MODEL)")
+            raise ValueError(f"unknown ensemble member {name!r} (biencoder, cross_encoder, text_match, "
+                             + ", ".join(f"{p}:MODEL" for p in _MODEL_MEMBERS) + ")")
     return out
 
 
