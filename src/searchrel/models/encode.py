@@ -54,6 +54,7 @@ Precision = Literal["auto", "bf16", "fp32"]
 Backend = Literal["auto", "eager", "jit"]
 
 TRACEABLE = ("bert", "xlm-roberta", "roberta")  # model types the jit backend is used for
+PLURAL = {"query": "queries", "passage": "passages", "raw": "texts"}  # progress bars' words
 CACHE_MIN = 32  # chunks of at least this many texts use the disk cache (batch jobs, not served queries)
 MAX_SHAPES = 24  # frozen jit copies kept per Encoder: each holds its compiled oneDNN partitions (~27 MB, me5-small)
 
@@ -250,7 +251,7 @@ class Encoder:
         prefix = {"query": self.backbone.query_prefix, "passage": self.backbone.passage_prefix, "raw": ""}[kind]
         self._set_truncation(min(max_length or self.max_length, self.max_length))  # never past the position table
         show = progress if progress is not None else (total is None or total > 4 * batch_size)
-        bar = step(f"encoding {kind}s", total=total) if show else contextlib.nullcontext(lambda k=1: None)
+        bar = step(f"encoding {PLURAL[kind]}", total=total) if show else contextlib.nullcontext(lambda k=1: None)
         it = iter(texts)
         with bar as advance:
             while chunk := list(islice(it, chunk_size)):
