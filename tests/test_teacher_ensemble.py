@@ -231,6 +231,62 @@ def test_fields_only_member_scores_each_field_alone_and_falls_back_to_the_first_
     assert nw[:2] == [f"fields:{eg}:cos", f"fields:{eg}:zcos"] and np.allclose(Xw[0, 2:], X[0], atol=1e-5)
 
 
+def test_encodings_stop_on_the_budget_and_a_rerun_encodes_only_what_was_left(eg, tmp_path, monkeypatch):
+    from searchrel.models.encode import Encoder
+    from searchrel.models.registry import backbone_for
+    from searchrel.models.training import Budget, BudgetSpent
+    from searchrel.teacher import ensemble
+
+    class SpentAfterOneCheck(Budget):
+        checks = 0
+
+        def spent(self) -> bool:
+            self.checks += 1
+            return self.checks > 1  # checked before each chunk: the first chunk runs, the second does not
+
+    monkeypatch.setenv("SEARCHREL_HOME", str(tmp_path / "home"))  # an empty embedding cache
+    monkeypatch.setattr(ensemble, "ENCODE_CHUNK", 40)
+    enc = Encoder(eg, backbone_for(str(eg)), precision="fp32")
+    computed: list[int] = []
+    compute = enc._compute_chunk
+    monkeypatch.setattr(enc, "_compute_chunk",
+                        lambda texts, *a, **k: computed.append(len(texts)) or compute(texts, *a, **k))
+    texts = [f"item number {i} of the catalogue" for i in range(100)]
+    with pytest.raises(BudgetSpent, match=r"2 min ran out while encoding test titles \(40 of 100 done\).*--resume"):
+        ensemble.encode_within(enc, texts, "passage", budget=SpentAfterOneCheck(2.0), what="test titles")
+    assert computed == [40]
+    got = ensemble.encode_within(enc, texts, "passage")  # the rerun: the first 40 come from the cache
+    assert computed == [40, 60]
+    monkeypatch.setenv("SEARCHREL_EMBED_CACHE", "0")
+    assert np.allclose(got, Encoder(eg, backbone_for(str(eg)), precision="fp32").encode(texts), atol=1e-5)
+    with pytest.raises(BudgetSpent, match=r"cache is off \(SEARCHREL_EMBED_CACHE=0\), so training again encodes"):
+        ensemble.encode_within(enc, texts, "passage", budget=SpentAfterOneCheck(2.0))
+    # no budget, or one without a limit, is the plain encode
+    assert np.allclose(ensemble.encode_within(enc, texts[:3], "passage", budget=Budget(None)), got[:3], atol=1e-5)
+
+
+def test_ensemble_training_stops_on_its_budget_and_resumes_to_the_same_teacher(eg, tmp_path):
+    from typer.testing import CliRunner
+
+    from searchrel.cli import app
+    from searchrel.models.training import BudgetSpent
+
+    ds = _tiny()
+    cfg = TrainConfig(members=[f"fields:{eg}", "text_match"], teacher=TeacherConfig(text=TextConfig(
+        fields=["title", "image_caption"])))
+    with pytest.raises(BudgetSpent, match="ran out while encoding"):
+        train_teacher(ds, tmp_path / "t", cfg.model_copy(update={"max_minutes": 1e-9}))
+    assert not (tmp_path / "t" / "teacher.json").exists()  # no half-made teacher
+    resumed = train_teacher(ds, tmp_path / "t", cfg, resume=True)
+    whole = train_teacher(ds, tmp_path / "ref", cfg)
+    assert (json.loads((resumed / "teacher.json").read_text())["stacker"]
+            == json.loads((whole / "teacher.json").read_text())["stacker"])
+    ds.save(tmp_path / "ds")
+    run = CliRunner().invoke(app, ["teacher", "train", str(tmp_path / "ds"), "--out", str(tmp_path / "cli"),
+                                   "--members", f"fields:{eg},text_match", "--max-minutes", "0.0000001"])
+    assert run.exit_code == 2 and "ran out while encoding" in run.output and "--resume" in run.output
+
+
 def test_ensemble_needs_a_valid_split_and_known_members(tiny_bert, tmp_path):
     ds = _tiny()
     ds.splits["split"] = "train"

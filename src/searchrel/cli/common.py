@@ -16,13 +16,15 @@ from rich.markup import escape
 from searchrel.annotate.text import TextConfig
 from searchrel.data.dataset import DatasetError
 from searchrel.models.registry import ModelError
+from searchrel.models.training import BudgetSpent
 
 F = TypeVar("F", bound=Callable)
 # Off a terminal (pipes, CI logs) Rich would wrap tables at 80 columns; metric tables need more.
 console = Console(width=None if sys.stdout.isatty() else 180)
 err_console = Console(stderr=True)
 
-USER_ERRORS = (DatasetError, ModelError, ValidationError, ValueError, FileNotFoundError, FileExistsError, KeyError)
+USER_ERRORS = (DatasetError, ModelError, ValidationError, ValueError, FileNotFoundError, FileExistsError, KeyError,
+               BudgetSpent)
 
 
 def user_errors(fn: F) -> F:

@@ -39,7 +39,9 @@ def train_cmd(
     lr: float = typer.Option(_R["lr"], help="backbone learning rate"),
     head_lr: float = typer.Option(_R["head_lr"], help="head learning rate"),
     batch_size: int = typer.Option(_R["batch_size"]),
-    max_minutes: float | None = typer.Option(None, help="stop cleanly within this budget, keeping the best checkpoint"),
+    max_minutes: float | None = typer.Option(None, help="the run's budget: a cross-encoder stops cleanly on it keeping "
+                                             "its best checkpoint; an ensemble's zero-shot encodings come first and "
+                                             "stop with an error when it is spent (kept in the cache: --resume)"),
     select_metric: str = typer.Option(_R["select_metric"], help="validation metric for early stopping: ndcg@8 or qwk"),
     train_languages: str | None = typer.Option(None, help="train on these query languages only, e.g. en"),
     label_smoothing: float = typer.Option(_R["label_smoothing"]),

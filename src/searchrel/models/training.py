@@ -1,5 +1,6 @@
-"""What the teacher's and the student's training loops share: the learning-rate schedule, the time budget and
-early stopping. The loops themselves stay two linear loops (``teacher/train.py``, ``student/train.py``)."""
+"""What the teacher's and the student's training loops share: the learning-rate schedule, the time budget (and the
+error for work it cannot cut short) and early stopping. The loops themselves stay two linear loops
+(``teacher/train.py``, ``student/train.py``)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ class Budget:
 
     def spent(self) -> bool:
         return self.elapsed_s > self.limit_s
+
+    @property
+    def left_min(self) -> float | None:
+        """Minutes left (never below 0); None without a limit."""
+        return None if self.max_minutes is None else max(0.0, self.limit_s - self.elapsed_s) / 60
+
+
+class BudgetSpent(RuntimeError):
+    """The time budget ran out in work with no usable partial result (an ensemble teacher's zero-shot encodings,
+    where a training loop would stop cleanly with its best checkpoint). What was done is kept; the message says how
+    to continue."""
 
 
 class EarlyStopping(BaseModel):

@@ -86,7 +86,9 @@ class TrainConfig(BaseModel):
     soft_targets: bool = False  # targets spread by rater_variance instead of one-hot labels
     # weight of the ListNet loss over each query's items beside the grade cross-entropy; > 0 batches by query
     listwise_weight: float = 0.0
-    max_minutes: float | None = None  # stop cleanly when the budget is spent, keeping the best checkpoint
+    # a cross-encoder stops cleanly when the budget is spent, keeping its best checkpoint; the ensemble recipe's
+    # zero-shot encodings (first) stop with BudgetSpent, its trained members share what is left
+    max_minutes: float | None = None
     eval_every: int = 100  # steps between validation passes (and always at an epoch's end)
     checkpoint_every: int = 50  # steps between resumable checkpoints
     patience: int = 6  # validation passes without improvement before stopping early

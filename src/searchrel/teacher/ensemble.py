@@ -51,7 +51,9 @@ from pydantic import BaseModel, Field
 from searchrel.annotate.text import TextConfig, split_item_text
 from searchrel.baselines.text_match import TextMatch
 from searchrel.data.dataset import Scale
+from searchrel.models import embed_cache
 from searchrel.models.encode import load_encoder
+from searchrel.models.training import Budget, BudgetSpent
 from searchrel.teacher.losses import listnet_loss
 from searchrel.teacher.model import load_cross_encoder
 from searchrel.teacher.predict import cross_encoder_probs
@@ -59,6 +61,7 @@ from searchrel.teacher.predict import cross_encoder_probs
 CONFIG_FILE = "teacher.json"
 REFERENCE_FILE = "reference.json"
 TEXT_MATCH_FILE = "text_match.json"
+ENCODE_CHUNK = 1024  # texts between two checks of a training run's budget (each chunk lands in the embedding cache)
 
 
 class Member(BaseModel):
@@ -158,11 +161,41 @@ def title_of(text: str, config: TextConfig) -> str:
     return split_item_text(text, config)[config.fields[0]] or text
 
 
-def encode_distinct(enc, texts, kind: str, max_length: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Each distinct text of ``texts`` encoded once: its vectors, and each input's row among them."""
+def encode_within(enc, texts: list[str], kind: str, max_length: int | None = None, budget: Budget | None = None,
+                  what: str = "texts") -> np.ndarray:
+    """``enc.encode(texts)``; with a ``budget`` (a training run's), in chunks of ``ENCODE_CHUNK`` checked against
+    it: once it is spent, ``BudgetSpent`` — each finished chunk is in the embedding cache, so a rerun does not
+    encode it again."""
+    progress = len(texts) > 256
+    if budget is None or budget.max_minutes is None:
+        return enc.encode(texts, kind=kind, max_length=max_length, progress=progress)
+    chunks, done = [], 0
+    stream = enc.iter_encode(texts, kind, max_length=max_length, progress=progress, total=len(texts),
+                             chunk_size=ENCODE_CHUNK)
+    while True:
+        if budget.spent():
+            stream.close()
+            kept = ("what was encoded is kept in the embedding cache: train again into the same directory with "
+                    "--resume (resume=True) and a larger --max-minutes, or none, to continue without encoding it "
+                    "again") if embed_cache.enabled() else (
+                    "the embedding cache is off (SEARCHREL_EMBED_CACHE=0), so training again encodes it all again: "
+                    "give a larger --max-minutes, or none")
+            raise BudgetSpent(f"the time budget of {budget.max_minutes:g} min ran out while encoding {what} "
+                              f"({done:,} of {len(texts):,} done); {kept}")
+        chunk = next(stream, None)
+        if chunk is None:
+            break
+        chunks.append(chunk)
+        done += len(chunk)
+    return np.concatenate(chunks) if chunks else np.zeros((0, enc.dim), np.float32)
+
+
+def encode_distinct(enc, texts, kind: str, max_length: int | None = None, budget: Budget | None = None,
+                    what: str = "texts") -> tuple[np.ndarray, np.ndarray]:
+    """Each distinct text of ``texts`` encoded once (within ``budget``, as ``encode_within``): its vectors, and
+    each input's row among them."""
     distinct, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-    vectors = enc.encode([str(t) for t in distinct], kind=kind, max_length=max_length, progress=len(distinct) > 256)
-    return vectors, inverse
+    return encode_within(enc, [str(t) for t in distinct], kind, max_length, budget, what), inverse
 
 
 def is_ensemble(path: str | Path) -> bool:
@@ -176,9 +209,10 @@ class EnsembleTeacher:
     """Members + stacker: ``predict_probs(queries, items)`` gives grade probabilities per pair."""
 
     def __init__(self, path: Path, config: EnsembleConfig, reference: list[str], text_match: TextMatch | None,
-                 device: str = "cpu"):
+                 device: str = "cpu", budget: Budget | None = None):
         self.path, self.config, self.reference, self.text_match = path, config, reference, text_match
         self.device = device
+        self.budget = budget  # a training run's: the zero-shot members' encodings stop when it is spent
         self._loaded: dict[str, object] = {}
 
     # -- members ------------------------------------------------------------------------------------
@@ -192,8 +226,8 @@ class EnsembleTeacher:
         """``[n, 2]``: the cosine and the cosine standardised by the query's cosines to the reference items; with the
         distinct queries' vectors and each pair's row among them (for more item-side cosines)."""
         enc = load_encoder(model)
-        q, q_inv = encode_distinct(enc, queries, "query", query_len)
-        d, i_inv = encode_distinct(enc, items, "passage", item_len)
+        q, q_inv = encode_distinct(enc, queries, "query", query_len, self.budget, f"{model}'s queries")
+        d, i_inv = encode_distinct(enc, items, "passage", item_len, self.budget, f"{model}'s item texts")
         ref = enc.encode(self.reference, kind="passage", max_length=item_len, progress=False)
         ref_cos = q @ ref.T
         mu, sd = ref_cos.mean(1), ref_cos.std(1) + 1e-6
@@ -212,14 +246,14 @@ class EnsembleTeacher:
             if len(fields) < 2:
                 return head, head_names
         else:
-            q, q_inv = encode_distinct(enc, queries, "query")
+            q, q_inv = encode_distinct(enc, queries, "query", budget=self.budget, what=f"{label}'s queries")
             head, head_names = np.zeros((len(items), 0), np.float32), []
         parts = ([split_item_text(t, self.config.text) for t in items] if len(fields) > 1
                  else [{fields[0]: t} for t in items])
         cols, filled = [], []
         for f in fields:
             values = np.asarray([p[f] for p in parts], dtype=object)
-            d, i_inv = encode_distinct(enc, values, "passage")
+            d, i_inv = encode_distinct(enc, values, "passage", budget=self.budget, what=f"{label}'s item {f}s")
             cols.append(np.einsum("nd,nd->n", q[q_inv], d[i_inv]))
             filled.append(values != "")
         cos, filled = np.stack(cols, 1), np.stack(filled, 1)
@@ -244,7 +278,8 @@ class EnsembleTeacher:
                              "the catalogue has none")
         if len(titles) > limit:
             titles = titles.sample(limit, random_state=seed)
-        vectors = load_encoder(member.source).encode(titles.tolist(), kind="passage", progress=len(titles) > 256)
+        vectors = encode_within(load_encoder(member.source), titles.tolist(), "passage", budget=self.budget,
+                                what=f"{member.label}'s catalogue titles")
         out = self.path / prf_file(member.source)
         tmp = out.with_suffix(".tmp.npy")
         np.save(tmp, vectors.astype(np.float16))
@@ -258,7 +293,7 @@ class EnsembleTeacher:
             self._loaded[file] = np.load(self.path / file).astype(np.float32)
         catalogue = self._loaded[file]
         enc = load_encoder(member.source)
-        q, q_inv = encode_distinct(enc, queries, "query")
+        q, q_inv = encode_distinct(enc, queries, "query", budget=self.budget, what=f"{member.label}'s queries")
         k = min(self.config.prf_k, len(catalogue))
         centroid = np.empty_like(q)
         for lo in range(0, len(q), 256):  # 256 queries x the catalogue at a time
@@ -266,7 +301,8 @@ class EnsembleTeacher:
             top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
             centroid[lo:lo + 256] = catalogue[top].mean(1)
         centroid /= np.linalg.norm(centroid, axis=1, keepdims=True) + 1e-12
-        d, i_inv = encode_distinct(enc, [title_of(t, self.config.text) for t in items], "passage")
+        d, i_inv = encode_distinct(enc, [title_of(t, self.config.text) for t in items], "passage",
+                                   budget=self.budget, what=f"{member.label}'s item titles")
         return np.einsum("nd,nd->n", centroid[q_inv], d[i_inv])[:, None].astype(np.float32), [f"{member.label}:title"]
 
     def member_features(self, member: Member, queries: list[str], items: list[str]) -> tuple[np.ndarray, list[str]]:

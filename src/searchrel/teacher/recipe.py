@@ -1,16 +1,18 @@
-"""The default teacher recipe: train each member of an ensemble within its share of the budget, then fit the stacker.
+"""The default teacher recipe: score the zero-shot members, train the others within what is left of the budget, then
+fit the stacker.
 
-``searchrel teacher train`` runs this when ``recipe = "ensemble"`` (the default): members are trained on the train
-split into sub-directories of the run (``biencoder/``, ``cross-encoder/``), the zero-shot and text-match members need
-no training, and the stacker and the QWK cut points are fitted on the validation split — labels no member has
-trained on. A member already finished in the run directory is reused, so an interrupted run resumes at the member
-it stopped in (the cross-encoder from its own checkpoint).
+``searchrel teacher train`` runs this when ``recipe = "ensemble"`` (the default): the zero-shot and text-match
+members need no training and are scored first — their encodings are a fixed cost, stopped with ``BudgetSpent`` when
+``max_minutes`` runs out (what was encoded stays in the embedding cache) —, then trained members are trained on the
+train split into sub-directories of the run (``biencoder/``, ``cross-encoder/``), each stopping cleanly on its share
+of the budget left, and the stacker and the QWK cut points are fitted on the validation split — labels no trained
+member has seen. A member already finished in the run directory is reused, so an interrupted run resumes at the
+member it stopped in (the cross-encoder from its own checkpoint, the encodings from the cache).
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from searchrel.annotate.text import build_item_texts
 from searchrel.baselines.text_match import TextMatch
 from searchrel.data.dataset import Dataset
 from searchrel.eval.grades import fit_thresholds
+from searchrel.models.training import Budget
 from searchrel.progress import console
 from searchrel.teacher.biencoder import HEAD_FILE, train_biencoder
 from searchrel.teacher.config import TrainConfig
@@ -73,19 +76,40 @@ def train_ensemble(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = Fals
         raise ValueError("the ensemble's stacker is fitted on the valid split, which is empty"
                          + (f" in {', '.join(cfg.train_languages)}" if cfg.train_languages else "")
                          + ": give the dataset a valid split (or train --recipe cross_encoder)")
-    started = time.perf_counter()
-    budget = cfg.max_minutes * 60 if cfg.max_minutes else None
-    trained = [m for m in members if m.kind in ("biencoder", "cross_encoder")]
+    budget = Budget(cfg.max_minutes)  # the whole run: the zero-shot members' encodings first, then training
+    trained = [m for m in members if m.trained]
+    tm = TextMatch({}).fit(texts.tolist()) if any(m.kind == "text_match" for m in members) else None
+    config = EnsembleConfig(scale=ds.info.scale, text=text, members=members, prf_k=cfg.prf_k)
+    teacher = EnsembleTeacher(run, config, reference_items(texts, seed=cfg.seed), tm, budget=budget)
+    # untrained members are scored on every judged pair of train and valid, before any training: their encodings
+    # are a fixed cost that stops with an error when the budget is spent (kept in the embedding cache), where a
+    # trained member stops cleanly on whatever share of the budget is left
+    pairs = pd.concat([train_pairs.assign(_held_out=False), valid.assign(_held_out=True)], ignore_index=True)
+    held_out = pairs["_held_out"].to_numpy()
+    features: dict[int, tuple[np.ndarray, list[str]]] = {}
+
+    def score(i: int, member: Member) -> None:
+        rows = held_out if member.trained else np.ones(len(pairs), bool)
+        Xm, nm = teacher.member_features(member, pairs.loc[rows, "query"].tolist(),
+                                         texts.loc[pairs.loc[rows, "item_id"]].tolist())
+        full = np.full((len(pairs), Xm.shape[1]), np.nan, np.float32)
+        full[rows] = Xm
+        features[i] = full, nm
+
+    for i, member in enumerate(members):
+        if member.kind == "prf":
+            teacher.write_catalogue(member, texts, seed=cfg.seed)
+        if not member.trained:
+            score(i, member)
 
     def share(member: Member) -> float | None:
         """Minutes for a trained member: its share of what is left of the budget."""
-        if budget is None:
+        if budget.left_min is None:
             return None
-        left = max(0.0, budget - (time.perf_counter() - started)) / 60
         todo = [m for m in trained if not _finished(run, m)]
         weight = {"biencoder": cfg.biencoder_share, "cross_encoder": 1 - cfg.biencoder_share}
         total = sum(weight[m.kind] for m in todo) or 1.0
-        return max(0.5, left * 0.9 * weight[member.kind] / total)  # 10% kept for the stacker's features
+        return max(0.5, budget.left_min * 0.9 * weight[member.kind] / total)  # 10% kept for scoring valid
 
     for member in trained:
         if _finished(run, member):
@@ -98,28 +122,13 @@ def train_ensemble(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = Fals
         else:
             ccfg = cfg.model_copy(update={"recipe": "cross_encoder", "max_minutes": share(member)})
             train_cross_encoder(ds, run / CROSS_ENCODER_DIR, ccfg, resume=(run / CROSS_ENCODER_DIR).exists())
-
-    tm = TextMatch({}).fit(texts.tolist()) if any(m.kind == "text_match" for m in members) else None
-    config = EnsembleConfig(scale=ds.info.scale, text=text, members=members, prf_k=cfg.prf_k)
-    teacher = EnsembleTeacher(run, config, reference_items(texts, seed=cfg.seed), tm)
-    for member in members:
-        if member.kind == "prf":
-            teacher.write_catalogue(member, texts, seed=cfg.seed)
-    # untrained members are scored on every judged pair of train and valid; trained ones on valid only
-    pairs = pd.concat([train_pairs.assign(_held_out=False), valid.assign(_held_out=True)], ignore_index=True)
-    held_out = pairs["_held_out"].to_numpy()
-    parts, names, trained_names = [], [], set()
-    for member in members:
-        rows = held_out if member.trained else np.ones(len(pairs), bool)
-        Xm, nm = teacher.member_features(member, pairs.loc[rows, "query"].tolist(),
-                                         texts.loc[pairs.loc[rows, "item_id"]].tolist())
-        full = np.full((len(pairs), Xm.shape[1]), np.nan, np.float32)
-        full[rows] = Xm
-        parts.append(full)
-        names += nm
+    teacher.budget = None  # the trained members stopped within theirs; scoring the valid pairs is not cut short
+    for i, member in enumerate(members):  # trained members: on the valid pairs, none of which they learnt from
         if member.trained:
-            trained_names.update(nm)
-    X = np.concatenate(parts, 1)
+            score(i, member)
+    X = np.concatenate([features[i][0] for i in range(len(members))], 1)
+    names = [n for i in range(len(members)) for n in features[i][1]]
+    trained_names = {n for i, m in enumerate(members) if m.trained for n in features[i][1]}
     y = pairs["label"].to_numpy()
     config.stacker = fit_stacker(X, names, y, pairs["query_id"].to_numpy(), held_out, trained_names,
                                  list(ds.info.scale.grades), ordinal_weight=cfg.ordinal_weight, seed=cfg.seed)
@@ -135,7 +144,7 @@ def train_ensemble(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = Fals
     teacher.save()
     st = config.stacker
     record = {"config": cfg.model_dump(), "members": [m.label for m in members],
-              "elapsed_s": round(time.perf_counter() - started, 1),
+              "elapsed_s": round(budget.elapsed_s, 1),
               "level1_weights": dict(zip(st.level1.features, np.round(st.level1.weights, 4).tolist())),
               "level2_weights": dict(zip(st.level2.features, np.round(st.level2.weights, 4).tolist()))
               if st.level2 else None, "ordinal": st.ordinal.model_dump()}
