@@ -169,6 +169,30 @@ def test_ensemble_teacher_trains_loads_predicts_and_labels(eg, tiny_bert, tmp_pa
     assert json.loads((again / "teacher.json").read_text())["stacker"] == model.config.stacker.model_dump()
 
 
+def test_biencoder_member_on_a_plain_transformers_backbone_keeps_its_registered_prompts(tiny_bert, tmp_path,
+                                                                                       monkeypatch):
+    """A registered backbone that is not a sentence-transformers folder (me5-small): saved without Dense layers,
+    with the query/passage prefixes it was trained with written beside it (the registry does not know the copy)."""
+    import dataclasses
+
+    from searchrel.models import registry
+    from searchrel.teacher import biencoder
+
+    plain = registry.backbone_for(str(tiny_bert))
+    assert not (tiny_bert / "modules.json").exists() and plain.query_prefix == ""
+    monkeypatch.setattr(biencoder, "backbone_for", lambda name: dataclasses.replace(
+        plain, query_prefix="query: ", passage_prefix="passage: "))
+    ds = _tiny()
+    texts = build_item_texts(ds.items, TextConfig(fields=["title"]))
+    pairs = ds.pairs("all").merge(ds.splits, on="query_id")
+    out = biencoder.train_biencoder(ds, tmp_path / "be", BiEncoderConfig(backbone=str(tiny_bert), train_layers=1,
+                                                                          epochs=1), texts,
+                                    pairs[pairs["split"] == "train"], pairs[pairs["split"] == "valid"])
+    saved = registry.backbone_for(str(out))
+    assert (saved.query_prefix, saved.passage_prefix) == ("query: ", "passage: ")
+    assert (out / "biencoder.json").is_file() and not (out / "modules.json").exists()
+
+
 def test_prf_member_scores_the_title_against_the_centroid_of_the_query_s_nearest_catalogue_titles(eg, tmp_path):
     from searchrel.models.encode import load_encoder
     from searchrel.teacher.ensemble import Member, prf_file

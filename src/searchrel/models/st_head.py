@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 ST_MODULES = "modules.json"
+ST_CONFIG = "config_sentence_transformers.json"  # its "prompts": {"query": ..., "document": ...}
 _POOLING = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_lasttoken": "last"}
 _ACTIVATIONS = {"torch.nn.modules.linear.Identity": None, "torch.nn.modules.activation.Tanh": np.tanh}
 
@@ -29,7 +30,7 @@ def folder_prompts(path: Path) -> tuple[dict[str, str], str]:
     """(prompts by name, pooling) of a sentence-transformers folder; ({}, "mean") for a plain transformers one."""
     prompts: dict[str, str] = {}
     try:
-        prompts = json.loads((path / "config_sentence_transformers.json").read_text()).get("prompts") or {}
+        prompts = json.loads((path / ST_CONFIG).read_text()).get("prompts") or {}
     except (OSError, ValueError):
         pass
     pooling = "mean"

@@ -30,7 +30,7 @@ from searchrel.models.backbone import transformer_layers
 from searchrel.models.encode import cpu_has_bf16, load_encoder
 from searchrel.models.pairs import collate
 from searchrel.models.registry import backbone_for, resolve_model
-from searchrel.models.st_head import DenseHead
+from searchrel.models.st_head import ST_CONFIG, ST_MODULES, DenseHead, folder_prompts
 from searchrel.progress import console
 from searchrel.teacher.config import BiEncoderConfig
 from searchrel.teacher.losses import listnet_loss
@@ -199,7 +199,7 @@ def train_biencoder(ds: Dataset, out: Path, cfg: BiEncoderConfig, texts: pd.Seri
     elif best_state is not None:
         tower.load_state_dict(best_state[0])
         head.load_state_dict(best_state[1])
-    _save(out, base, tower, head, cfg, history)
+    _save(out, base, tower, head, cfg, history, prefixes)
     return out
 
 
@@ -224,8 +224,10 @@ def _fit_head_only(tower: _Tower, head: GradeHead, pairs: pd.DataFrame, texts: p
     opt.step(closure)
 
 
-def _save(out: Path, base: Path, tower: _Tower, head: GradeHead, cfg: BiEncoderConfig, history: list[dict]) -> None:
-    """A sentence-transformers folder: the base's files with the trained weights and Dense layers written over."""
+def _save(out: Path, base: Path, tower: _Tower, head: GradeHead, cfg: BiEncoderConfig, history: list[dict],
+          prefixes: tuple[str, str]) -> None:
+    """The base's folder with the trained weights (and a sentence-transformers folder's Dense layers) written over,
+    and the query/document prompts it was trained with, so that every embedding path reads it as trained."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     def skip(folder: str, names: list[str]) -> list[str]:  # the weights are written below; provenance is the base's
@@ -234,8 +236,11 @@ def _save(out: Path, base: Path, tower: _Tower, head: GradeHead, cfg: BiEncoderC
     shutil.copytree(base, tmp, ignore=skip)
     state = {k: v.detach().contiguous() for k, v in tower.model.state_dict().items()}
     save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    dense_dirs = [tmp / m["path"] for m in json.loads((tmp / "modules.json").read_text())
-                  if m.get("type", "").endswith("models.Dense")]
+    modules = json.loads((tmp / ST_MODULES).read_text()) if (tmp / ST_MODULES).is_file() else []  # plain: none
+    dense_dirs = [tmp / m["path"] for m in modules if m.get("type", "").endswith("models.Dense")]
+    if any(prefixes) and not folder_prompts(tmp)[0]:  # a registered plain-transformers base (me5-small): its
+        # prefixes come from the registry, which does not know this folder
+        (tmp / ST_CONFIG).write_text(json.dumps({"prompts": {"query": prefixes[0], "document": prefixes[1]}}) + "\n")
     for lin, folder in zip(tower.dense, dense_dirs):
         dense_state = {"linear.weight": lin.weight.detach().contiguous()}
         if lin.bias is not None:
