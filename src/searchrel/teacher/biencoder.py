@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from searchrel.models.encode import cpu_has_bf16, load_encoder
 from searchrel.models.pairs import collate
 from searchrel.models.registry import backbone_for, resolve_model
 from searchrel.models.st_head import ST_CONFIG, ST_MODULES, DenseHead, folder_prompts
+from searchrel.models.training import Budget
 from searchrel.progress import console
 from searchrel.teacher.config import BiEncoderConfig
 from searchrel.teacher.losses import listnet_loss
@@ -146,8 +146,7 @@ def train_biencoder(ds: Dataset, out: Path, cfg: BiEncoderConfig, texts: pd.Seri
                             weight_decay=0.01)
     groups = _groups(train_pairs, ds)
     rng = np.random.default_rng(cfg.seed)
-    budget = cfg.max_minutes * 60 if cfg.max_minutes else math.inf
-    started = time.perf_counter()
+    budget = Budget(cfg.max_minutes)
     best, best_state, history = -math.inf, None, []
 
     def validate() -> float:
@@ -169,7 +168,7 @@ def train_biencoder(ds: Dataset, out: Path, cfg: BiEncoderConfig, texts: pd.Seri
     if not valid_pairs.empty:
         best = validate()  # the zero-shot start: fine-tuning must beat it to be kept
         best_state = "zero-shot"
-        history.append({"epoch": 0, "valid_ndcg@8": best, "elapsed_s": round(time.perf_counter() - started, 1)})
+        history.append({"epoch": 0, "valid_ndcg@8": best, "elapsed_s": round(budget.elapsed_s, 1)})
         console.print(f"bi-encoder: zero-shot valid NDCG@8 {best:.4f}")
     steps = 0
     for epoch in range(cfg.epochs):
@@ -180,17 +179,17 @@ def train_biencoder(ds: Dataset, out: Path, cfg: BiEncoderConfig, texts: pd.Seri
             opt.step()
             opt.zero_grad(set_to_none=True)
             steps += 1
-            if time.perf_counter() - started > budget:
+            if budget.spent():
                 break
         score = validate() if not valid_pairs.empty else math.inf
         history.append({"epoch": epoch + 1, "steps": steps, "valid_ndcg@8": score,
-                        "elapsed_s": round(time.perf_counter() - started, 1)})
+                        "elapsed_s": round(budget.elapsed_s, 1)})
         console.print(f"bi-encoder: epoch {epoch + 1}, {steps} steps, valid NDCG@8 {score:.4f}")
         if score > best:
             best = score
             best_state = ({k: v.detach().clone() for k, v in tower.state_dict().items()},
                           {k: v.detach().clone() for k, v in head.state_dict().items()})
-        if time.perf_counter() - started > budget:
+        if budget.spent():
             console.print(f"bi-encoder: time budget of {cfg.max_minutes} min spent after {steps} steps")
             break
     if best_state == "zero-shot":  # no epoch beat the pretrained model: keep it, fit only the grade head

@@ -169,7 +169,7 @@ def encode_within(enc, texts: list[str], kind: str, max_length: int | None = Non
     progress = len(texts) > 256
     if budget is None or budget.max_minutes is None:
         return enc.encode(texts, kind=kind, max_length=max_length, progress=progress)
-    chunks, done = [], 0
+    chunks: list[np.ndarray] = []
     stream = enc.iter_encode(texts, kind, max_length=max_length, progress=progress, total=len(texts),
                              chunk_size=ENCODE_CHUNK)
     while True:
@@ -181,12 +181,11 @@ def encode_within(enc, texts: list[str], kind: str, max_length: int | None = Non
                     "the embedding cache is off (SEARCHREL_EMBED_CACHE=0), so training again encodes it all again: "
                     "give a larger --max-minutes, or none")
             raise BudgetSpent(f"the time budget of {budget.max_minutes:g} min ran out while encoding {what} "
-                              f"({done:,} of {len(texts):,} done); {kept}")
+                              f"({sum(map(len, chunks)):,} of {len(texts):,} done); {kept}")
         chunk = next(stream, None)
         if chunk is None:
             break
         chunks.append(chunk)
-        done += len(chunk)
     return np.concatenate(chunks) if chunks else np.zeros((0, enc.dim), np.float32)
 
 

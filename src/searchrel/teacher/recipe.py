@@ -86,7 +86,7 @@ def train_ensemble(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = Fals
     # trained member stops cleanly on whatever share of the budget is left
     pairs = pd.concat([train_pairs.assign(_held_out=False), valid.assign(_held_out=True)], ignore_index=True)
     held_out = pairs["_held_out"].to_numpy()
-    features: dict[int, tuple[np.ndarray, list[str]]] = {}
+    features: list[tuple[np.ndarray, list[str]] | None] = [None] * len(members)  # each member's columns, in order
 
     def score(i: int, member: Member) -> None:
         rows = held_out if member.trained else np.ones(len(pairs), bool)
@@ -126,9 +126,9 @@ def train_ensemble(ds: Dataset, run: Path, cfg: TrainConfig, resume: bool = Fals
     for i, member in enumerate(members):  # trained members: on the valid pairs, none of which they learnt from
         if member.trained:
             score(i, member)
-    X = np.concatenate([features[i][0] for i in range(len(members))], 1)
-    names = [n for i in range(len(members)) for n in features[i][1]]
-    trained_names = {n for i, m in enumerate(members) if m.trained for n in features[i][1]}
+    X = np.concatenate([Xm for Xm, _ in features], 1)
+    names = [n for _, nm in features for n in nm]
+    trained_names = {n for m, (_, nm) in zip(members, features) if m.trained for n in nm}
     y = pairs["label"].to_numpy()
     config.stacker = fit_stacker(X, names, y, pairs["query_id"].to_numpy(), held_out, trained_names,
                                  list(ds.info.scale.grades), ordinal_weight=cfg.ordinal_weight, seed=cfg.seed)
