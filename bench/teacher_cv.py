@@ -52,12 +52,18 @@ def ndcg_and_qwk(pairs, score, grade, grades: list[int]) -> dict[str, float]:
     return out
 
 
-def cross_validate(pairs, X, names, scale, folds: int, seeds: list[int], ordinal_weight: float) -> dict:
+def cross_validate(pairs, X, names, scale, folds: int, seeds: list[int], ordinal_weight: float, fit=None) -> dict:
+    """Query-grouped k-fold CV of a stacker, the mean and spread over fold seeds. ``fit(X, names, y, queries, seed)``
+    returns a function from features to grade probabilities; by default the ensemble's own linear stacker."""
     from searchrel.eval.grades import decode_grades, fit_thresholds
     from searchrel.teacher.ensemble import fit_stacker
 
     y, queries = pairs["label"].to_numpy(), pairs["query_id"].to_numpy()
     grades = list(scale.grades)
+    if fit is None:
+        def fit(X_, names_, y_, queries_, seed):
+            return fit_stacker(X_, names_, y_, queries_, np.ones(len(y_), bool), set(), grades,
+                               ordinal_weight=ordinal_weight, seed=seed).predict
     runs = []
     for seed in seeds:
         groups = pairs["group_id"].unique()
@@ -65,12 +71,11 @@ def cross_validate(pairs, X, names, scale, folds: int, seeds: list[int], ordinal
         fold = pairs["group_id"].map(fold_of).to_numpy()
         score, grade = np.zeros(len(pairs)), np.zeros(len(pairs), int)
         for k in range(folds):
-            fit, held = fold != k, fold == k
-            stacker = fit_stacker(X[fit], names, y[fit], queries[fit], np.ones(int(fit.sum()), bool), set(), grades,
-                                  ordinal_weight=ordinal_weight, seed=seed)
-            probs = stacker.predict(X[held], names)
+            train, held = fold != k, fold == k
+            predict = fit(X[train], names, y[train], queries[train], seed)
+            probs = predict(X[held], names)
             score[held] = probs @ np.asarray(grades, float)
-            cuts = fit_thresholds(stacker.predict(X[fit], names), y[fit], scale)
+            cuts = fit_thresholds(predict(X[train], names), y[train], scale)
             grade[held] = decode_grades(probs, scale, cuts)
         runs.append(ndcg_and_qwk(pairs, score, grade, grades))
     return {m: {"mean": round(float(np.mean([r[m] for r in runs])), 4),
