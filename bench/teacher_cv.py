@@ -2,14 +2,16 @@
 
     .venv/bin/python bench/teacher_cv.py --data data/cf \
         --sets "fields:embeddinggemma-300m,fields:me5-small,text_match;fields:embeddinggemma-300m,fields:me5-small,prf:embeddinggemma-300m,text_match" \
-        [--prf-k 10] [--folds 5] [--seeds 0,1,2] [--ordinal-weight 1]
+        [--prf-k 10] [--folds 5] [--seeds 0,1,2] [--ordinal-weight 1] [--train-languages "en;en,es;en,de"]
 
 Trains one ensemble teacher with the union of the sets' members (zero-shot members only: nothing in it learns from
 the labels but the stacker), scores every judged pair of train and valid once, then for each member set fits the
 stacker (``teacher.ensemble.fit_stacker``, as ``teacher train`` does) on all folds but one and scores the held-out
 one; folds keep a query's translations together (``group_id``). QWK cut points are fitted on the training folds.
 Reports NDCG@8 per language and QWK per language, the mean over fold seeds and their spread (max − min), and the
-same numbers for each zero-shot model's whole-text cosine alone (the bar). Writes
+same numbers for each zero-shot model's whole-text cosine alone (the bar). ``--train-languages en`` also fits each
+set's stacker on the English pairs of the training folds only, so the other languages are ones it never saw labels
+in: how the teacher transfers to a new language. Writes
 bench/results/teacher-cv-DATE.json with the machine it ran on. The rows of docs/results.md "A teacher worth
 distilling" that say "CV" come from this script (an earlier exploratory copy for rows 13–21).
 """
@@ -52,9 +54,12 @@ def ndcg_and_qwk(pairs, score, grade, grades: list[int]) -> dict[str, float]:
     return out
 
 
-def cross_validate(pairs, X, names, scale, folds: int, seeds: list[int], ordinal_weight: float, fit=None) -> dict:
+def cross_validate(pairs, X, names, scale, folds: int, seeds: list[int], ordinal_weight: float, fit=None,
+                   train_rows: np.ndarray | None = None) -> dict:
     """Query-grouped k-fold CV of a stacker, the mean and spread over fold seeds. ``fit(X, names, y, queries, seed)``
-    returns a function from features to grade probabilities; by default the ensemble's own linear stacker."""
+    returns a function from features to grade probabilities; by default the ensemble's own linear stacker. With
+    ``train_rows`` (a mask) the stacker and cut points learn from those rows of the training folds only (e.g. one
+    language's), and the held-out folds are scored whole."""
     from searchrel.eval.grades import decode_grades, fit_thresholds
     from searchrel.teacher.ensemble import fit_stacker
 
@@ -72,6 +77,8 @@ def cross_validate(pairs, X, names, scale, folds: int, seeds: list[int], ordinal
         score, grade = np.zeros(len(pairs)), np.zeros(len(pairs), int)
         for k in range(folds):
             train, held = fold != k, fold == k
+            if train_rows is not None:
+                train &= train_rows
             predict = fit(X[train], names, y[train], queries[train], seed)
             probs = predict(X[held], names)
             score[held] = probs @ np.asarray(grades, float)
@@ -96,6 +103,9 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seeds", default="0,1,2", help="fold seeds (the stacker's seed too)")
     ap.add_argument("--ordinal-weight", type=float, default=TrainConfig().ordinal_weight)
+    ap.add_argument("--train-languages", default="",
+                    help="';'-separated language lists, e.g. 'en;en,es': each set is also cross-validated with its "
+                         "stacker fitted on these query languages only (the others unseen), scored in every language")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -130,6 +140,14 @@ def main() -> None:
         result = cross_validate(pairs, X[:, cols], [names[i] for i in cols], ds.info.scale, args.folds, seeds,
                                 args.ordinal_weight)
         rows.append({"system": ",".join(members), "cv_s": round(time.perf_counter() - t, 1), **result})
+        for langs in [[x.strip() for x in ls.split(",") if x.strip()] for ls in args.train_languages.split(";")]:
+            if not langs:
+                continue
+            t = time.perf_counter()
+            result = cross_validate(pairs, X[:, cols], [names[i] for i in cols], ds.info.scale, args.folds, seeds,
+                                    args.ordinal_weight, train_rows=pairs["language"].isin(langs).to_numpy())
+            rows.append({"system": f"{','.join(members)}, labels of {'+'.join(langs)} only",
+                         "cv_s": round(time.perf_counter() - t, 1), **result})
     res = {"date": dt.date.today().isoformat(), "machine": machine_info(), "data": str(args.data),
            "queries": int(pairs["query_id"].nunique()), "pairs": len(pairs), "folds": args.folds, "seeds": seeds,
            "prf_k": args.prf_k, "ordinal_weight": args.ordinal_weight, "features_s": round(features_s, 1),

@@ -5,9 +5,10 @@
 
 Scores every judged pair of train and valid with the teacher's members once, then adds candidate features that no
 member gives — more signals from the teacher's prf model (EmbeddingGemma by default) and the item's text — one set at
-a time, and cross-validates the teacher's own linear stacker on v7's features plus each set (``teacher_cv.py``'s
-folds and metrics). ``--mlp`` instead cross-validates a residual MLP stacker beside the linear ranker on the
-teacher's features alone (one GELU layer, output initialised at zero, the same ListNet + ordinal loss). Rows 28–29 of
+a time (an element ``-PREFIX`` of a set drops the teacher's columns whose names start with PREFIX), and
+cross-validates the teacher's own linear stacker on v7's features plus each set (``teacher_cv.py``'s folds and
+metrics). ``--mlp`` instead cross-validates a residual MLP stacker beside the linear ranker on the teacher's features
+alone (one GELU layer, output initialised at zero, the same ListNet + ordinal loss). Rows 28, 29 and 31 of
 docs/results.md "A teacher worth distilling" come from this script; writes bench/results/teacher-probes-DATE.json.
 """
 
@@ -32,12 +33,77 @@ from teacher_cv import cross_validate  # noqa: E402
 
 ALL = ("query_as_document_title;query_as_document_description;prf_description;max_neighbour;weighted_centroid;k5;k20;"
        "k40;rocchio;document_prompt_neighbours;item_neighbourhood;both_neighbourhoods;title_length;description_length;"
-       "has_description;title_coverage;title_length+description_length+has_description")
+       "has_description;title_coverage;title_length+description_length+has_description;"
+       "map_bm25+map_coverage+map_all+map_known;map3_bm25+map3_coverage+map3_all+map3_known;"
+       "-text_match:+map_bm25+map_coverage+map_all+map_known+map_bm25*known+map_coverage*known+map_all*known;"
+       "-text_match:+map3_bm25+map3_coverage+map3_all+map3_known+map3_bm25*known+map3_coverage*known+map3_all*known")
+MAP_MIN_SIM = 0.6  # a query word unknown to the catalogue maps to catalogue words at least this similar
 MLPS = [(16, 1e-2, 60, 0.0), (16, 1e-1, 60, 0.0), (32, 1e-2, 30, 0.2), (8, 1e-2, 60, 0.0)]  # units, decay, epochs, drop
 
 
-def candidates(teacher, model: str, queries: list[str], texts: list[str]) -> dict[str, np.ndarray]:
-    """One column per candidate feature for the pairs (queries[i], texts[i])."""
+def mapped_text_match(teacher, enc, queries: list[str], texts: list[str], catalogue: list[str]) -> dict:
+    """Text match after cross-lingual term mapping: each query word the catalogue does not know is replaced by its
+    nearest catalogue words by the embedding model (words in two or more items; ``map``: the nearest one, ``map3``: up
+    to three, weighted by similarity; only those at least ``MAP_MIN_SIM`` similar). A query slot matches an item if
+    any of its words does: BM25 (the best word's weight per slot), coverage, all slots, the share of slots known after
+    mapping, and the first three gated by that share (as the teacher's ``*known`` columns)."""
+    from collections import Counter
+
+    from searchrel.baselines.bm25 import tokenize
+    from searchrel.teacher.ensemble import encode_distinct
+
+    tm = teacher.text_match
+    df: Counter = Counter()
+    for t in catalogue:
+        df.update(set(tokenize(t)))
+    vocab = [w for w in sorted(tm.vocab) if df[w] >= 2 and w.isalpha() and len(w) > 1]
+    V, _ = encode_distinct(enc, vocab, "query")
+    vocab_cols = np.array([tm.vocab[w] for w in vocab])
+    uq, q_inv = np.unique(np.asarray(queries, dtype=object), return_inverse=True)
+    words = [list(dict.fromkeys(tokenize(q))) for q in uq]
+    unknown = sorted({w for ws in words for w in ws if w not in tm.vocab})
+    U, _ = encode_distinct(enc, unknown, "query")
+    sims = U @ V.T
+    top = np.argsort(-sims, 1)[:, :3]
+    nearest = {w: (vocab_cols[top[i]], sims[i, top[i]]) for i, w in enumerate(unknown)}
+    ui, i_inv = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+    W = tm.item_side(list(ui)).tocsc()
+    out = {}
+    for name, m, weighted in (("map", 1, False), ("map3", 3, True)):
+        cols = np.zeros((len(queries), 4), np.float32)
+        for qi, ws in enumerate(words):
+            slots = []
+            for w in ws:
+                if w in tm.vocab:
+                    slots.append((np.array([tm.vocab[w]]), np.ones(1)))
+                    continue
+                c, s = nearest[w][0][:m], nearest[w][1][:m]
+                keep = s >= MAP_MIN_SIM
+                if keep.any():
+                    slots.append((c[keep], s[keep] if weighted else np.ones(keep.sum())))
+            if not slots:
+                continue
+            rows = np.flatnonzero(q_inv == qi)
+            used = np.unique(np.concatenate([c for c, _ in slots]))
+            where = {c: j for j, c in enumerate(used)}
+            sub = np.asarray(W[:, used][i_inv[rows]].todense())
+            bm25, present = np.zeros(len(rows)), np.zeros(len(rows))
+            for c, wt in slots:
+                v = sub[:, [where[x] for x in c]] * tm.idf[c] * wt
+                bm25 += v.max(1)
+                present += (v > 0).any(1)
+            n = max(1, len(ws))
+            cols[rows] = np.stack([np.log1p(bm25), present / n, present == n, np.full(len(rows), len(slots) / n)], 1)
+        for j, col in enumerate(("bm25", "coverage", "all", "known")):
+            out[f"{name}_{col}"] = cols[:, j]
+        for j, col in enumerate(("bm25", "coverage", "all")):
+            out[f"{name}_{col}*known"] = cols[:, j] * cols[:, 3]
+    return out
+
+
+def candidates(teacher, model: str, queries: list[str], texts: list[str],
+               catalogue: list[str]) -> dict[str, np.ndarray]:
+    """One column per candidate feature for the pairs (queries[i], texts[i]); ``catalogue``: every item's text."""
     from searchrel.annotate.text import split_item_text
     from searchrel.models.encode import load_encoder
     from searchrel.teacher.ensemble import encode_distinct, prf_file
@@ -89,6 +155,7 @@ def candidates(teacher, model: str, queries: list[str], texts: list[str]) -> dic
     }
     for k in (5, 20, 40):
         out[f"k{k}"] = pair(norm(C[nearest(q, k)[0]].mean(1)), qi, T, ti)
+    out.update(mapped_text_match(teacher, enc, queries, texts, catalogue))
     return {name: np.asarray(v, np.float32) for name, v in out.items()}
 
 
@@ -164,28 +231,34 @@ def main() -> None:
     ds = load_dataset(args.data)
     pairs = ds.pairs("all").merge(ds.queries[["query_id", "group_id"]], on="query_id")
     pairs = pairs[pairs["query_id"].map(ds.split_of()).isin(["train", "valid"])].reset_index(drop=True)
-    texts = build_item_texts(ds.items, teacher.config.text).loc[pairs["item_id"]].tolist()
+    catalogue = build_item_texts(ds.items, teacher.config.text)
+    texts = catalogue.loc[pairs["item_id"]].tolist()
     started = time.perf_counter()
     X, names = teacher.features(pairs["query"].tolist(), texts)
-    extra = {} if args.mlp else candidates(teacher, prf[0], pairs["query"].tolist(), texts)
-    unknown = sorted({c for s in sets for c in s} - set(extra)) if not args.mlp else []
+    extra = {} if args.mlp else candidates(teacher, prf[0], pairs["query"].tolist(), texts, catalogue.tolist())
+    unknown = sorted({c for s in sets for c in s if not c.startswith("-")} - set(extra)) if not args.mlp else []
     if unknown:
         raise SystemExit(f"--sets: unknown candidates {', '.join(unknown)} (known: {', '.join(sorted(extra))})")
     features_s = time.perf_counter() - started
     seeds = [int(s) for s in args.seeds.split(",")]
     ordinal_weight = TrainConfig().ordinal_weight
     grades = list(ds.info.scale.grades)
-    runs = [("teacher's features, linear stacker", X, None)]
+    runs = [("teacher's features, linear stacker", X, None, names)]
     if args.mlp:
         runs += [(f"MLP {u} units, weight decay {d:g}, {e} epochs, dropout {p:g}", X,
-                  mlp_fit(u, d, e, p, grades, ordinal_weight)) for u, d, e, p in MLPS]
+                  mlp_fit(u, d, e, p, grades, ordinal_weight), names) for u, d, e, p in MLPS]
     else:
-        runs += [("+ " + " + ".join(s), np.concatenate([X] + [extra[c][:, None] for c in s], 1), None)
-                 for s in sets if s]
+        for s in filter(None, sets):
+            drop = tuple(c[1:] for c in s if c.startswith("-"))
+            kept = [i for i, n in enumerate(names) if not (drop and n.startswith(drop))]
+            add = [c for c in s if not c.startswith("-")]
+            runs.append((" ".join(("+ " if c in add else "") + c for c in s),
+                         np.concatenate([X[:, kept]] + [extra[c][:, None] for c in add], 1),
+                         None, [names[i] for i in kept]))
     rows = []
-    for system, Xs, fit in runs:
+    for system, Xs, fit, base in runs:
         t = time.perf_counter()
-        cols = names + [f"candidate:{i}" for i in range(Xs.shape[1] - len(names))]
+        cols = base + [f"candidate:{i}" for i in range(Xs.shape[1] - len(base))]
         result = cross_validate(pairs, Xs, cols, ds.info.scale, args.folds, seeds, ordinal_weight, fit)
         rows.append({"system": system, "cv_s": round(time.perf_counter() - t, 1), **result})
         print(f"{system}: NDCG@8 {result['ndcg@8']['mean']:.4f}", file=sys.stderr, flush=True)
