@@ -5,11 +5,13 @@
 
 Scores every judged pair of train and valid with the teacher's members once, then adds candidate features that no
 member gives — more signals from the teacher's prf model (EmbeddingGemma by default) and the item's text — one set at
-a time (an element ``-PREFIX`` of a set drops the teacher's columns whose names start with PREFIX), and
-cross-validates the teacher's own linear stacker on v7's features plus each set (``teacher_cv.py``'s folds and
-metrics). ``--mlp`` instead cross-validates a residual MLP stacker beside the linear ranker on the teacher's features
-alone (one GELU layer, output initialised at zero, the same ListNet + ordinal loss). Rows 28, 29 and 31 of
-docs/results.md "A teacher worth distilling" come from this script; writes bench/results/teacher-probes-DATE.json.
+a time (an element ``-PREFIX`` of a set drops the teacher's columns whose names start with PREFIX;
+``known_x_embeddings`` and ``lexical_x_embeddings`` are several columns: each embedding feature times the known-word
+share, or times "most words known"), and cross-validates the teacher's own linear stacker on v7's features plus each
+set (``teacher_cv.py``'s folds and metrics). ``--mlp`` instead cross-validates a residual MLP stacker beside the
+linear ranker on the teacher's features alone (one GELU layer, output initialised at zero, the same ListNet + ordinal
+loss). Rows 28, 29, 31 and 33 of docs/results.md "A teacher worth distilling" come from this script; writes
+bench/results/teacher-probes-DATE.json.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ ALL = ("query_as_document_title;query_as_document_description;prf_description;ma
        "has_description;title_coverage;title_length+description_length+has_description;"
        "map_bm25+map_coverage+map_all+map_known;map3_bm25+map3_coverage+map3_all+map3_known;"
        "-text_match:+map_bm25+map_coverage+map_all+map_known+map_bm25*known+map_coverage*known+map_all*known;"
-       "-text_match:+map3_bm25+map3_coverage+map3_all+map3_known+map3_bm25*known+map3_coverage*known+map3_all*known")
+       "-text_match:+map3_bm25+map3_coverage+map3_all+map3_known+map3_bm25*known+map3_coverage*known+map3_all*known;"
+       "known_x_embeddings;lexical_x_embeddings")
 MAP_MIN_SIM = 0.6  # a query word unknown to the catalogue maps to catalogue words at least this similar
 MLPS = [(16, 1e-2, 60, 0.0), (16, 1e-1, 60, 0.0), (32, 1e-2, 30, 0.2), (8, 1e-2, 60, 0.0)]  # units, decay, epochs, drop
 
@@ -236,6 +239,11 @@ def main() -> None:
     started = time.perf_counter()
     X, names = teacher.features(pairs["query"].tolist(), texts)
     extra = {} if args.mlp else candidates(teacher, prf[0], pairs["query"].tolist(), texts, catalogue.tolist())
+    if not args.mlp and "text_match:known" in names:  # every embedding feature's weight moving with the known share
+        known = X[:, names.index("text_match:known")][:, None]
+        embedding = X[:, [i for i, n in enumerate(names) if not n.startswith("text_match:")]]
+        extra["known_x_embeddings"] = embedding * known
+        extra["lexical_x_embeddings"] = embedding * (known > 0.5)
     unknown = sorted({c for s in sets for c in s if not c.startswith("-")} - set(extra)) if not args.mlp else []
     if unknown:
         raise SystemExit(f"--sets: unknown candidates {', '.join(unknown)} (known: {', '.join(sorted(extra))})")
@@ -253,7 +261,7 @@ def main() -> None:
             kept = [i for i, n in enumerate(names) if not (drop and n.startswith(drop))]
             add = [c for c in s if not c.startswith("-")]
             runs.append((" ".join(("+ " if c in add else "") + c for c in s),
-                         np.concatenate([X[:, kept]] + [extra[c][:, None] for c in add], 1),
+                         np.concatenate([X[:, kept]] + [extra[c].reshape(len(X), -1) for c in add], 1),
                          None, [names[i] for i in kept]))
     rows = []
     for system, Xs, fit, base in runs:
