@@ -113,7 +113,9 @@ def test_a_run_writes_every_stage_and_its_record(first_run):
     for s in systems["systems"]:
         assert (RunLayout(out).eval / s["predictions"]).is_file() and (RunLayout(out).eval / s["metrics"]).is_file()
     curve = json.loads((RunLayout(out).curve / "curve.json").read_text())
-    assert list(curve)[:3] == ["student: human labels only", "student: x1", "student: x2"]
+    # the zero-shot baseline first (what the students must beat), then the students in step order
+    assert list(curve)[:4] == [systems["systems"][1]["name"], "student: human labels only", "student: x1",
+                               "student: x2"]
     latency = json.loads(RunLayout(out).latency.read_text())
     assert {r["cache"] for r in latency["rerank"]} == {"cold", "warm"} and latency["teacher_pairs_per_s"] > 0
     labels = json.loads(RunLayout(out).record("label").read_text())["metrics"]

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from searchrel.annotate.text import TextConfig
 from searchrel.baselines.bm25 import BM25Scorer
+from searchrel.baselines.embed import embed_predictions
 from searchrel.cli import app
 from searchrel.eval.evaluate import EvalConfig, evaluate
 from searchrel.student.config import StudentConfig, StudentTrainConfig
@@ -147,7 +148,12 @@ def test_curve_trains_one_student_per_factor(world, tiny_bert, tmp_path):
                       label=LabelConfig(shard_size=128),
                       sample=SampleConfig(embed_model=str(tiny_bert)))
     results = curve(world, teacher, tmp_path / "curve", cfg)
-    assert list(results) == ["student: human labels only", "student: x1", "student: x3", "teacher"]
+    # the zero-shot model the students carry as a feature comes first: what distillation has to beat
+    assert list(results) == [f"zero-shot {tiny_bert} (the students' feature)", "student: human labels only",
+                             "student: x1", "student: x3", "teacher"]
+    text = TextConfig.model_validate(json.loads((teacher / "teacher.json").read_text())["text"])  # the students'
+    zero_shot = evaluate(world, embed_predictions(world, text, "test", model=str(tiny_bert)), EvalConfig(split="test"))
+    assert results[f"zero-shot {tiny_bert} (the students' feature)"].overall == zero_shot.overall
     rec = {k: json.loads((tmp_path / "curve" / f"student-{k}" / "train.json").read_text()) for k in ("x1", "x3")}
     assert rec["x1"]["distilled_pairs"] < rec["x3"]["distilled_pairs"]
     assert {(r["config"]["seed"], r["config"]["human_weight"]) for r in rec.values()} == {(3, 2.0)}

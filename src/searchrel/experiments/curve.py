@@ -3,7 +3,9 @@ teacher-labelled pairs, each evaluated next to the teacher — "more distilled d
 
 Pairs are sampled and labelled once, at the largest factor; each smaller factor trains on a uniform random
 subset of them (nested: x1 is part of x10), so the curve varies the amount of distilled data and nothing else.
-Every student gets the same epochs and budget. Finished stages are reused when the command runs again.
+Every student gets the same epochs and budget. Finished stages are reused when the command runs again. Beside
+the teacher, the curve shows the zero-shot model the students carry as a feature (when they carry one): distillation
+has earned its place only where a student beats it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from searchrel.annotate.text import TextConfig
+from searchrel.baselines.embed import embed_predictions
 from searchrel.data.dataset import Dataset
 from searchrel.distill.config import LabelConfig, SampleConfig
 from searchrel.distill.label import label_pairs, read_labels
@@ -86,17 +89,27 @@ def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, 
         steps.append(label)
     teacher_result = evaluate(ds, load_scorer(teacher).predict(ds, cfg.split), ev)
     students = {f"student: {s}": results[f"student: {s}"] for s in steps}
+    baselines = {}
+    student = train_cfg.student
+    if {"zero_shot", "zero_shot_product"} & set(student.features):
+        zero_shot = embed_predictions(ds, student.text, cfg.split, model=student.zero_shot_model)
+        baselines[f"zero-shot {student.zero_shot_model} (the students' feature)"] = evaluate(ds, zero_shot, ev)
     return write_curve(out, students, steps, teacher_result, f"{ds.info.name}: amplification curve ({cfg.split} split)",
-                       notes, cfg.metric)
+                       notes, cfg.metric, baselines)
 
 
 def write_curve(out: Path, students: dict[str, EvalResult], steps: list[str], teacher: EvalResult, title: str,
-                notes: list[str] | None = None, metric: str = "ndcg@8") -> dict[str, EvalResult]:
-    """curve.md/.json/.png (students in step order, then the teacher) and curve-line.png: metric vs distilled data."""
-    results = students | {"teacher": teacher}
+                notes: list[str] | None = None, metric: str = "ndcg@8",
+                baselines: dict[str, EvalResult] | None = None) -> dict[str, EvalResult]:
+    """curve.md/.json/.png (``baselines`` first — e.g. the zero-shot model the students carry —, the students in step
+    order, then the teacher) and curve-line.png: the students' metric vs distilled data, with the teacher and each
+    baseline as a reference line."""
+    baselines = baselines or {}
+    results = baselines | students | {"teacher": teacher}
     write_outputs(out, "curve", results, title, notes)
     values = [r.overall.get(metric) for r in students.values()]
+    references = {"teacher": teacher.overall.get(metric)} | {name.split(" (")[0]: r.overall.get(metric)
+                                                              for name, r in baselines.items()}
     line_chart(steps, {"student": values}, out / "curve-line.png",
-               f"{title.split(':')[0]}: student {metric} vs distilled data", metric,
-               references={"teacher": teacher.overall.get(metric)})
+               f"{title.split(':')[0]}: student {metric} vs distilled data", metric, references=references)
     return results

@@ -249,8 +249,9 @@ class Run:
         students = [n for n, k, _, _ in self.systems() if k == "student"]
         if len(students) > 1:
             steps = [n.removeprefix("student: ") for n in students]
+            zero_shot = {n: results[n] for n, k, _, _ in self.systems() if k == "zero-shot"}
             write_curve(self.at.curve, {n: results[n] for n in students}, steps, results[teacher],
-                        f"{self.dataset().info.name}: amplification curve ({self.split} split)")
+                        f"{self.dataset().info.name}: amplification curve ({self.split} split)", baselines=zero_shot)
         return {name: r.overall.get("ndcg@8") for name, r in results.items()}
 
     def rate(self) -> dict:

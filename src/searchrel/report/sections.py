@@ -358,7 +358,9 @@ def curve(run: Run, out: Path) -> Section:
         return sec
     results = run.curve.results
     sec.blocks.append(Paragraph("Students trained on the human labels only, then on growing amounts of "
-                                "teacher-labelled pairs (x N the human labels), each next to the teacher."))
+                                "teacher-labelled pairs (x N the human labels), each next to the teacher and to the "
+                                "zero-shot model the students carry as a feature: distillation pays where a student "
+                                "beats both the human-only student and that model."))
     sec.blocks.append(metric_table(results, caption="Best in bold."))
     steps = [n.removeprefix("student: ") for n in results if n.startswith("student: ")]
     refs = {n: r.overall.get(PRIMARY) for n, r in results.items() if not n.startswith("student: ")}
