@@ -357,10 +357,11 @@ def curve(run: Run, out: Path) -> Section:
         sec.blocks.append(missing(run, "curve/curve.json"))
         return sec
     results = run.curve.results
+    zero_shot = [n for n in results if n.startswith("zero-shot")]
     sec.blocks.append(Paragraph("Students trained on the human labels only, then on growing amounts of "
-                                "teacher-labelled pairs (x N the human labels), each next to the teacher and to the "
-                                "zero-shot model the students carry as a feature: distillation pays where a student "
-                                "beats both the human-only student and that model."))
+                                "teacher-labelled pairs (x N the human labels), each next to the teacher"
+                                + (f" and to {zero_shot[0]}: distillation pays where a student beats both the "
+                                   "human-only student and that model." if zero_shot else ".")))
     sec.blocks.append(metric_table(results, caption="Best in bold."))
     steps = [n.removeprefix("student: ") for n in results if n.startswith("student: ")]
     refs = {n: r.overall.get(PRIMARY) for n, r in results.items() if not n.startswith("student: ")}
