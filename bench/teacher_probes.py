@@ -165,38 +165,23 @@ def candidates(teacher, model: str, queries: list[str], texts: list[str],
 def mlp_fit(units: int, decay: float, epochs: int, dropout: float, grades: list[int], ordinal_weight: float):
     """A ``cross_validate`` fit: a linear ranker plus an MLP (zero at the start) on standardised features, ListNet +
     ``ordinal_weight`` x the ordinal likelihood, then the ensemble's ordinal calibration of the score."""
-    import pandas as pd
     import torch
 
-    from searchrel.teacher.ensemble import _ordinal_nll, fit_ordinal
-    from searchrel.teacher.losses import listnet_loss
+    from searchrel.teacher.ensemble import fit_ordinal, train_listwise
 
     def fit(X, names, y, queries, seed):
         mean, std = X.mean(0), X.std(0) + 1e-6
         Z = torch.tensor((X - mean) / std, dtype=torch.float32)
-        labels = torch.tensor(y, dtype=torch.float32)
-        codes = pd.factorize(pd.Series(queries))[0]
-        g = torch.from_numpy(codes.astype(np.int64))
         torch.manual_seed(seed)
         w = torch.zeros(X.shape[1], requires_grad=True)
         net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], units), torch.nn.GELU(), torch.nn.Dropout(dropout),
                                   torch.nn.Linear(units, 1))
         torch.nn.init.zeros_(net[3].weight)
-        k = torch.tensor(np.searchsorted(grades, y), dtype=torch.long)
-        first = torch.zeros(1, requires_grad=True)
-        log_gaps = torch.zeros(len(grades) - 2, requires_grad=True)
-        opt = torch.optim.AdamW([{"params": [w, first, log_gaps], "weight_decay": 1e-3},
-                                 {"params": net.parameters(), "weight_decay": decay}], lr=1e-2)
-        rng = np.random.default_rng(seed)
-        for _ in range(epochs):
-            for chunk in np.array_split(rng.permutation(np.unique(codes)), max(1, len(np.unique(codes)) // 16)):
-                rows = torch.from_numpy(np.isin(codes, chunk))
-                s = Z[rows] @ w + net(Z[rows]).squeeze(-1)
-                loss = listnet_loss(s, labels[rows], g[rows]) + ordinal_weight * _ordinal_nll(s, k[rows], first,
-                                                                                               log_gaps)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        train_listwise(Z, y, queries, lambda z: z @ w + net(z).squeeze(-1),
+                       lambda ordinal: torch.optim.AdamW([{"params": [w, *ordinal], "weight_decay": 1e-3},
+                                                          {"params": net.parameters(), "weight_decay": decay}],
+                                                         lr=1e-2),
+                       grades, ordinal_weight, epochs, seed)
         net.eval()
 
         def score(Xn):

@@ -387,6 +387,37 @@ def _ordinal_nll(score, k, first, log_gaps):
     return -torch.log(p[torch.arange(len(score)), k]).mean()
 
 
+def train_listwise(Z: torch.Tensor, y: np.ndarray, groups: np.ndarray, score, make_optimizer,
+                   grades: list[int] | None = None, ordinal_weight: float = 1.0, epochs: int = 60,
+                   seed: int = 0) -> None:
+    """Train ``score`` (a function of standardised feature rows, its parameters in the optimizer) in place: ListNet
+    over each query's pairs plus, with ``grades``, ``ordinal_weight`` x an ordinal-logistic likelihood of the grades
+    on the same score, over chunks of 16 queries. ``make_optimizer(ordinal_params)`` builds the optimizer from the
+    ordinal model's cut parameters (empty without ``grades``) and the caller's own."""
+    labels = torch.tensor(y, dtype=torch.float32)
+    codes = pd.factorize(pd.Series(groups))[0]
+    g = torch.from_numpy(codes.astype(np.int64))
+    ordinal = []
+    if grades is not None:
+        k = torch.tensor(np.searchsorted(grades, y), dtype=torch.long)
+        first = torch.zeros(1, requires_grad=True)
+        log_gaps = torch.zeros(max(0, len(grades) - 2), requires_grad=True)
+        ordinal = [first, log_gaps]
+    opt = make_optimizer(ordinal)
+    rng = np.random.default_rng(seed)
+    queries = np.unique(codes)
+    for _ in range(epochs):
+        for chunk in np.array_split(rng.permutation(queries), max(1, len(queries) // 16)):
+            rows = torch.from_numpy(np.isin(codes, chunk))
+            s = score(Z[rows])
+            loss = listnet_loss(s, labels[rows], g[rows])
+            if grades is not None:
+                loss = loss + ordinal_weight * _ordinal_nll(s, k[rows], first, log_gaps)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+
 def fit_listwise(X: np.ndarray, y: np.ndarray, groups: np.ndarray, names: list[str], grades: list[int] | None = None,
                  ordinal_weight: float = 1.0, weight_decay: float = 1e-3, epochs: int = 60, seed: int = 0) -> Linear:
     """A linear ranker on standardised features: ListNet over each query's pairs (the order within a query) plus,
@@ -394,32 +425,13 @@ def fit_listwise(X: np.ndarray, y: np.ndarray, groups: np.ndarray, names: list[s
     score means the same across queries and languages, which grades need). Adam over chunks of 16 queries."""
     mean, std = X.mean(0), X.std(0) + 1e-6
     Z = torch.tensor((X - mean) / std, dtype=torch.float32)
-    labels = torch.tensor(y, dtype=torch.float32)
-    codes = pd.factorize(pd.Series(groups))[0]
-    g = torch.from_numpy(codes.astype(np.int64))
     torch.manual_seed(seed)
     w = torch.zeros(X.shape[1], requires_grad=True)
-    params = [w]
-    if grades is not None:
-        k = torch.tensor(np.searchsorted(grades, y), dtype=torch.long)
-        first = torch.zeros(1, requires_grad=True)
-        log_gaps = torch.zeros(max(0, len(grades) - 2), requires_grad=True)
-        params += [first, log_gaps]
-    opt = torch.optim.Adam(params, lr=1e-2, weight_decay=weight_decay)
-    rng = np.random.default_rng(seed)
-    queries = np.unique(codes)
-    for _ in range(epochs):
-        for chunk in np.array_split(rng.permutation(queries), max(1, len(queries) // 16)):
-            rows = torch.from_numpy(np.isin(codes, chunk))
-            score = Z[rows] @ w
-            loss = listnet_loss(score, labels[rows], g[rows])
-            if grades is not None:
-                loss = loss + ordinal_weight * _ordinal_nll(score, k[rows], first, log_gaps)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    train_listwise(Z, y, groups, lambda z: z @ w,
+                   lambda ordinal: torch.optim.Adam([w, *ordinal], lr=1e-2, weight_decay=weight_decay),
+                   grades, ordinal_weight, epochs, seed)
     return Linear(features=names, mean=mean.tolist(), std=std.tolist(), weights=w.detach().tolist(),
-                  fitted_on={"pairs": int(len(y)), "queries": int(len(queries)),
+                  fitted_on={"pairs": int(len(y)), "queries": int(len(np.unique(groups))),
                              "ordinal_weight": ordinal_weight if grades is not None else 0.0})
 
 
