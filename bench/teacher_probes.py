@@ -104,9 +104,10 @@ def mapped_text_match(teacher, enc, queries: list[str], texts: list[str], catalo
     return out
 
 
-def candidates(teacher, model: str, queries: list[str], texts: list[str],
-               catalogue: list[str]) -> dict[str, np.ndarray]:
-    """One column per candidate feature for the pairs (queries[i], texts[i]); ``catalogue``: every item's text."""
+def candidates(teacher, model: str, queries: list[str], texts: list[str], catalogue: list[str],
+               mapped: bool) -> dict[str, np.ndarray]:
+    """One column per candidate feature for the pairs (queries[i], texts[i]); ``catalogue``: every item's text;
+    ``mapped``: the cross-lingual text match too (it encodes the catalogue's vocabulary: minutes when not cached)."""
     from searchrel.annotate.text import split_item_text
     from searchrel.models.encode import load_encoder
     from searchrel.teacher.ensemble import encode_distinct, prf_file
@@ -158,7 +159,8 @@ def candidates(teacher, model: str, queries: list[str], texts: list[str],
     }
     for k in (5, 20, 40):
         out[f"k{k}"] = pair(norm(C[nearest(q, k)[0]].mean(1)), qi, T, ti)
-    out.update(mapped_text_match(teacher, enc, queries, texts, catalogue))
+    if mapped:
+        out.update(mapped_text_match(teacher, enc, queries, texts, catalogue))
     return {name: np.asarray(v, np.float32) for name, v in out.items()}
 
 
@@ -223,7 +225,8 @@ def main() -> None:
     texts = catalogue.loc[pairs["item_id"]].tolist()
     started = time.perf_counter()
     X, names = teacher.features(pairs["query"].tolist(), texts)
-    extra = {} if args.mlp else candidates(teacher, prf[0], pairs["query"].tolist(), texts, catalogue.tolist())
+    extra = {} if args.mlp else candidates(teacher, prf[0], pairs["query"].tolist(), texts, catalogue.tolist(),
+                                            any(c.startswith("map") for s in sets for c in s))
     if not args.mlp and "text_match:known" in names:  # every embedding feature's weight moving with the known share
         known = X[:, names.index("text_match:known")][:, None]
         embedding = X[:, [i for i, n in enumerate(names) if not n.startswith("text_match:")]]
