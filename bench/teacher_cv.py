@@ -117,6 +117,12 @@ def main() -> None:
                             "here" if trained else ""))
     union = list(dict.fromkeys(m for s in sets for m in s))
     ds = load_dataset(args.data)
+    train_languages = [langs for ls in args.train_languages.split(";")
+                       if (langs := [x.strip() for x in ls.split(",") if x.strip()])]
+    unknown = sorted({x for langs in train_languages for x in langs} - set(ds.queries["language"]))
+    if unknown:
+        raise SystemExit(f"--train-languages: no queries in {', '.join(unknown)} "
+                         f"(the dataset has {', '.join(sorted(set(ds.queries['language'])))})")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         text = TextConfig.default_for(ds.items)  # as `searchrel teacher train` without --fields
@@ -140,9 +146,7 @@ def main() -> None:
         result = cross_validate(pairs, X[:, cols], [names[i] for i in cols], ds.info.scale, args.folds, seeds,
                                 args.ordinal_weight)
         rows.append({"system": ",".join(members), "cv_s": round(time.perf_counter() - t, 1), **result})
-        for langs in [[x.strip() for x in ls.split(",") if x.strip()] for ls in args.train_languages.split(";")]:
-            if not langs:
-                continue
+        for langs in train_languages:
             t = time.perf_counter()
             result = cross_validate(pairs, X[:, cols], [names[i] for i in cols], ds.info.scale, args.folds, seeds,
                                     args.ordinal_weight, train_rows=pairs["language"].isin(langs).to_numpy())
