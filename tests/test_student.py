@@ -203,6 +203,13 @@ def test_training_rows_drop_distilled_pairs_of_held_out_queries_and_keep_the_tra
     language = world.queries.set_index("query_id")["language"]
     assert set(rows_en["query_id"].map(language)) == {"en"}
     assert rows_en["query_id"].map(split).eq("train").all()
+    # each row says where its target came from; human labels of more splits when asked (bench/student_cv.py)
+    assert rows["source"][:n_distilled].eq("teacher").all() and rows["source"][n_distilled:].eq("human").all()
+    both, _ = training_rows(world, labels, cfg, human_splits=("train", "valid"))
+    human = both[both["source"] == "human"]
+    assert set(human["query_id"].map(split)) == {"train", "valid"}
+    assert len(human) == len(world.pairs("train")) + len(world.pairs("valid"))
+    assert not both.loc[both["source"] == "teacher", "query_id"].map(split).isin(["valid", "test"]).any()
 
 
 def test_distilled_subsets_are_nested_in_larger_ones():

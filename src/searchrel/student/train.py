@@ -37,10 +37,12 @@ from searchrel.student.model import Side, Student, new_student
 from searchrel.student.predict import pair_sides, predict_pairs
 
 
-def training_rows(ds: Dataset, labels: pd.DataFrame | None, cfg: StudentTrainConfig) -> tuple[pd.DataFrame, np.ndarray]:
-    """``query_id, item_id, query, weight`` rows and their target distributions: distilled pairs (teacher
-    probabilities, weight 1) and the human labels of the train split (one-hot, weight ``human_weight``). ``query``
-    is the query's text: the dataset's, or the labels' own for queries the dataset does not have (pseudo-queries)."""
+def training_rows(ds: Dataset, labels: pd.DataFrame | None, cfg: StudentTrainConfig,
+                  human_splits: tuple[str, ...] = ("train",)) -> tuple[pd.DataFrame, np.ndarray]:
+    """``query_id, item_id, query, weight, source`` rows and their target distributions: distilled pairs (teacher
+    probabilities, weight 1, source ``teacher``) and the human labels of ``human_splits`` (one-hot, weight
+    ``human_weight``, source ``human``). ``query`` is the query's text: the dataset's, or the labels' own for queries
+    the dataset does not have (pseudo-queries)."""
     grades = cfg.student.scale.grades
     parts, targets = [], []
     if labels is not None and len(labels):
@@ -53,16 +55,18 @@ def training_rows(ds: Dataset, labels: pd.DataFrame | None, cfg: StudentTrainCon
         if leaked.any():
             console.print(f"note: {int(leaked.sum()):,} distilled pairs of valid/test queries left out")
         labels = labels[~leaked]
-        parts.append(labels[["query_id", "item_id"]].assign(query=query_texts(ds, labels).to_numpy(), weight=1.0))
+        parts.append(labels[["query_id", "item_id"]].assign(query=query_texts(ds, labels).to_numpy(), weight=1.0,
+                                                            source="teacher"))
         t = labels[cols].to_numpy(np.float32)
         targets.append(t / t.sum(1, keepdims=True))
     if cfg.human_weight > 0 or not parts:
-        human = ds.pairs("train")
+        human = pd.concat([ds.pairs(split) for split in human_splits], ignore_index=True)
         if cfg.train_languages:
             human = human[human["language"].isin(cfg.train_languages)]
         if human.empty and not parts:
-            raise ValueError("no training data: no distilled labels and no human labels in the train split")
-        parts.append(human[["query_id", "item_id", "query"]].assign(weight=cfg.human_weight if parts else 1.0))
+            raise ValueError(f"no training data: no distilled labels and no human labels in {'/'.join(human_splits)}")
+        parts.append(human[["query_id", "item_id", "query"]].assign(weight=cfg.human_weight if parts else 1.0,
+                                                                    source="human"))
         targets.append((np.asarray(grades)[None, :] == human["label"].to_numpy()[:, None]).astype(np.float32))
     rows = pd.concat(parts, ignore_index=True)
     return rows, np.concatenate(targets)
@@ -90,6 +94,25 @@ def _valid_metrics(student: Student, ds: Dataset, valid: pd.DataFrame, probs: np
     """Overall metrics of the student's grade probabilities on the valid split's pairs."""
     frame = pair_frame(student.config.scale, student.config.thresholds, probs, valid)
     return evaluate(ds, frame, EvalConfig(split="valid"), pairs=valid).overall
+
+
+def head_epoch(student: Student, opt: torch.optim.Optimizer, q_pool: torch.Tensor, i_pool: torch.Tensor,
+               q_row: torch.Tensor, i_row: torch.Tensor, feats: torch.Tensor | None, targets: torch.Tensor,
+               weights: torch.Tensor, batch: int, gen: torch.Generator, rows: torch.Tensor | None = None) -> None:
+    """One epoch of the head on frozen pooled states: training rows ``rows`` (all when None) in a random order,
+    ``batch`` at a time, each row's cross-entropy to its target distribution weighted by ``weights``. Row ``r`` pairs
+    query state ``q_pool[q_row[r]]`` with item state ``i_pool[i_row[r]]``."""
+    order = torch.randperm(len(q_row) if rows is None else len(rows), generator=gen)
+    student.train()
+    for b in (order if rows is None else rows[order]).split(batch):
+        q = student.query_tower.project(q_pool[q_row[b]])
+        d = student.item_tower.project(i_pool[i_row[b]])
+        logits = student.score(q, d, None if feats is None else feats[b])
+        ce = torch.sum(-targets[b] * torch.log_softmax(logits, -1), -1)
+        loss = (ce * weights[b]).sum() / weights[b].sum()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
 
 
 def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: pd.DataFrame, q_row: np.ndarray,
@@ -120,16 +143,7 @@ def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: p
     score_valid(0)
     with step("training the student's head on frozen backbones", total=cfg.head_epochs) as advance:
         for epoch in range(1, cfg.head_epochs + 1):
-            student.train()
-            for b in torch.randperm(len(q_row), generator=gen).split(cfg.head_batch):
-                q = student.query_tower.project(q_pool[q_row_t[b]])
-                d = student.item_tower.project(i_pool[i_row_t[b]])
-                logits = student.score(q, d, None if f_all is None else f_all[b])
-                ce = torch.sum(-targets[b] * torch.log_softmax(logits, -1), -1)
-                loss = (ce * weights[b]).sum() / weights[b].sum()
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+            head_epoch(student, opt, q_pool, i_pool, q_row_t, i_row_t, f_all, targets, weights, cfg.head_batch, gen)
             score_valid(epoch)
             advance()
             if early.stop(cfg.head_patience) or budget.spent():
