@@ -290,3 +290,26 @@ def test_head_epochs_train_the_head_on_frozen_backbones_and_keep_the_best_valid_
         moved = not torch.allclose(p, start.state_dict()[name])
         assert moved == (".backbone." not in f".{name}" and name.startswith(("query_tower.proj", "item_tower.proj",
                                                                              "scorer.", "skip."))), name
+
+
+def test_head_cross_validation_starts_every_student_from_the_same_folds_and_zero_shot_ranking(world, tiny_bert):
+    """bench/student_cv.py: epoch 0 is the zero-shot start, the same for every factor (same folds, same ranking);
+    trained epochs move it, and the teacher's labels of held-out queries never reach the training folds."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+    from student_cv import cross_validate_head
+
+    train_cfg = _cfg(tiny_bert, head_batch=64, seed=1)
+    pairs = world.judgments[["query_id", "item_id"]]
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(world.info.scale.n_grades), size=len(pairs))
+    labels = pairs.assign(**{f"p_{g}": p[:, i] for i, g in enumerate(world.info.scale.grades)})
+    human = cross_validate_head(world, labels, train_cfg.student, train_cfg, 0, folds=2, epochs=2, sample_seed=0)
+    distilled = cross_validate_head(world, labels, train_cfg.student, train_cfg, 1, folds=2, epochs=2, sample_seed=0)
+    assert len(human["mean"]) == len(distilled["mean"]) == 3 and len(human["folds"]) == 2
+    assert human["mean"][0] == distilled["mean"][0]  # the start ranks by the zero-shot cosine alone
+    assert distilled["training_rows"] > human["training_rows"]
+    assert human["mean"][2] != human["mean"][0]
+    assert {"ndcg@8", "ndcg@8 en"} <= set(human["mean"][0])
