@@ -18,6 +18,7 @@ overall and per language; writes bench/results/student-cv-DATE.json with the mac
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import json
 import os
@@ -52,11 +53,9 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
     """Mean held-out NDCG@8 per head epoch (``[epochs + 1]``, overall and per language) and each fold's."""
     import torch
 
-    from searchrel.annotate.text import build_item_texts
     from searchrel.experiments.curve import distilled_subset
-    from searchrel.student.features import sides
-    from searchrel.student.model import Side, new_student
-    from searchrel.student.train import _head_parameters, head_epoch, training_rows
+    from searchrel.student.model import new_student
+    from searchrel.student.train import _head_parameters, head_epoch, pair_inputs, training_rows
 
     subset = None if factor == 0 else distilled_subset(labels, factor, len(ds.judgments), sample_seed)
     rows, targets = training_rows(ds, subset, train_cfg, human_splits=("train", "valid"))
@@ -75,20 +74,12 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
     fold_of = dict(zip(groups, np.random.default_rng(train_cfg.seed).permutation(len(groups)) % folds))
     fold = group.map(fold_of).fillna(-1).to_numpy()  # -1: pseudo-queries, in every training fold
 
-    texts = build_item_texts(ds.items, student_cfg.text)
-    q_ids, q_row = np.unique(rows["query_id"].to_numpy(), return_inverse=True)
-    i_ids, i_row = np.unique(rows["item_id"].to_numpy(), return_inverse=True)
-    q_text = rows.drop_duplicates("query_id").set_index("query_id")["query"].loc[q_ids].tolist()
-    i_text = texts.loc[i_ids].tolist()
-    probe = new_student(student_cfg, train_cfg.seed)
-    for f in probe.features:
-        f.fit(texts.tolist())
-    qs = Side(np.zeros((len(q_ids), 0), np.float32), sides(probe.features, q_text, "query"))
-    its = Side(np.zeros((len(i_ids), 0), np.float32), sides(probe.features, i_text, "item"))
-    feats = probe.pair_features(qs, q_row, its, i_row)
+    start = new_student(student_cfg, train_cfg.seed)  # every fold's student starts as a copy of this one
+    rng_after_init = torch.get_rng_state()
+    q_row, i_row, q_text, i_text, feats = pair_inputs(start, ds, rows)
     feats = None if feats is None else torch.from_numpy(feats)
-    q_pool = torch.from_numpy(probe.embed(q_text, "query", bf16=False, pooled=True))
-    i_pool = torch.from_numpy(probe.embed(i_text, "item", bf16=False, pooled=True))
+    q_pool = torch.from_numpy(start.embed(q_text, "query", bf16=False, pooled=True))
+    i_pool = torch.from_numpy(start.embed(i_text, "item", bf16=False, pooled=True))
     q_row_t, i_row_t = torch.from_numpy(q_row), torch.from_numpy(i_row)
     weights = torch.from_numpy(rows["weight"].to_numpy(np.float32))
     targets = torch.from_numpy(targets)
@@ -97,7 +88,8 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
 
     per_fold: list[list[dict]] = []
     for k in range(folds):
-        student = new_student(student_cfg, train_cfg.seed)
+        student = copy.deepcopy(start)
+        torch.set_rng_state(rng_after_init)  # each fold's dropout draws as a freshly made student's would
         train = torch.from_numpy(np.flatnonzero(fold != k))
         held = np.flatnonzero((fold == k) & human)
         if feats is not None:
@@ -123,7 +115,7 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
     keys = list(per_fold[0][0])
     mean = [{key: round(float(np.mean([f[e][key] for f in per_fold])), 4) for key in keys} for e in range(epochs + 1)]
     return {"mean": mean, "folds": [[round(t["ndcg@8"], 4) for t in f] for f in per_fold],
-            "training_rows": len(rows), "queries": len(q_ids)}
+            "training_rows": len(rows), "queries": len(q_text)}
 
 
 def main() -> None:

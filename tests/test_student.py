@@ -293,8 +293,8 @@ def test_head_epochs_train_the_head_on_frozen_backbones_and_keep_the_best_valid_
 
 
 def test_head_cross_validation_starts_every_student_from_the_same_folds_and_zero_shot_ranking(world, tiny_bert):
-    """bench/student_cv.py: epoch 0 is the zero-shot start, the same for every factor (same folds, same ranking);
-    trained epochs move it, and the teacher's labels of held-out queries never reach the training folds."""
+    """bench/student_cv.py: epoch 0 is the zero-shot start, the same for every factor (same folds, same ranking),
+    and trained epochs move it."""
     import sys
     from pathlib import Path
 

@@ -72,6 +72,29 @@ def training_rows(ds: Dataset, labels: pd.DataFrame | None, cfg: StudentTrainCon
     return rows, np.concatenate(targets)
 
 
+def pair_inputs(student: Student, ds: Dataset, rows: pd.DataFrame
+                ) -> tuple[np.ndarray, np.ndarray, list[str], list[str], np.ndarray | None]:
+    """What training needs of ``rows`` (``training_rows``): each row's index into the distinct queries and items,
+    their texts, and the rows' pair features (None without features) — the student's features fitted on the whole
+    catalogue first."""
+    texts = build_item_texts(ds.items, student.config.text)
+    unknown = ~rows["item_id"].isin(texts.index) | rows["query"].isna()
+    if unknown.any():
+        raise ValueError(f"{int(unknown.sum())} training pair(s) name a query or item the dataset does not have "
+                         "(and the labels give no query text)")
+    q_ids, q_row = np.unique(rows["query_id"].to_numpy(), return_inverse=True)
+    i_ids, i_row = np.unique(rows["item_id"].to_numpy(), return_inverse=True)
+    q_text = rows.drop_duplicates("query_id").set_index("query_id")["query"].loc[q_ids].tolist()
+    i_text = texts.loc[i_ids].tolist()
+    with step("student pair features", total=None):
+        for f in student.features:
+            f.fit(texts.tolist())  # catalogue statistics: every item, not only the trained ones
+        qs = Side(np.zeros((len(q_ids), 0), np.float32), sides(student.features, q_text, "query"))
+        its = Side(np.zeros((len(i_ids), 0), np.float32), sides(student.features, i_text, "item"))
+        feats = student.pair_features(qs, q_row, its, i_row)
+    return q_row, i_row, q_text, i_text, feats
+
+
 def item_batches(item_of_row: np.ndarray, batch_items: int, seed: int) -> list[np.ndarray]:
     """Row indices grouped so each batch holds every row of ``batch_items`` distinct items (shuffled by seed)."""
     rng = np.random.default_rng(seed)
@@ -171,23 +194,8 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
     scfg = student.config
 
     rows, targets = training_rows(ds, labels, cfg)
-    texts = build_item_texts(ds.items, scfg.text)
-    unknown = ~rows["item_id"].isin(texts.index) | rows["query"].isna()
-    if unknown.any():
-        raise ValueError(f"{int(unknown.sum())} training pair(s) name a query or item the dataset does not have "
-                         "(and the labels give no query text)")
-    q_ids, q_row = np.unique(rows["query_id"].to_numpy(), return_inverse=True)
-    i_ids, i_row = np.unique(rows["item_id"].to_numpy(), return_inverse=True)
-    q_text = rows.drop_duplicates("query_id").set_index("query_id")["query"].loc[q_ids].tolist()
-    i_text = texts.loc[i_ids].tolist()
-    console.print(f"student training data: {len(rows):,} pairs ({len(q_ids):,} queries, {len(i_ids):,} items)")
-
-    with step("student pair features", total=None):
-        for f in student.features:
-            f.fit(texts.tolist())  # catalogue statistics: every item, not only the trained ones
-        qs = Side(np.zeros((len(q_ids), 0), np.float32), sides(student.features, q_text, "query"))
-        its = Side(np.zeros((len(i_ids), 0), np.float32), sides(student.features, i_text, "item"))
-        feats = student.pair_features(qs, q_row, its, i_row)
+    q_row, i_row, q_text, i_text, feats = pair_inputs(student, ds, rows)
+    console.print(f"student training data: {len(rows):,} pairs ({len(q_text):,} queries, {len(i_text):,} items)")
     if feats is not None:
         student.feat_mean.copy_(torch.from_numpy(feats.mean(0)))
         student.feat_std.copy_(torch.from_numpy(feats.std(0) + 1e-3))  # a constant feature divides by 1e-3, not 0
@@ -265,7 +273,7 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
         student.config.thresholds = fit_thresholds(probs, valid["label"].to_numpy(), scfg.scale)
     student.save(out)
     record = {"config": cfg.model_dump(), "train_pairs": len(rows), "distilled_pairs": 0 if labels is None else len(labels),
-              "queries": len(q_ids), "items": len(i_ids), "steps": global_step, "elapsed_s": round(elapsed, 1),
+              "queries": len(q_text), "items": len(i_text), "steps": global_step, "elapsed_s": round(elapsed, 1),
               "pairs_per_s": round(seen_pairs / elapsed, 1) if elapsed else None,
               "best": {"ndcg@8": early.best, "step": early.best_step}, "history": history}
     (out / "train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
