@@ -36,14 +36,15 @@ from encode import machine_info, write_result  # noqa: E402
 from teacher_cv import ndcg_and_qwk  # noqa: E402
 
 
-def _numbers(kind):
+def _numbers(kind, least):
+    """An argparse type: comma-separated numbers of ``kind``, each at least ``least``."""
     def parse(value: str) -> list:
         try:
             out = [kind(x) for x in value.split(",") if x.strip()]
         except ValueError:
             out = []
-        if not out or min(out) < 0:
-            raise argparse.ArgumentTypeError(f"{value!r}: give non-negative numbers, comma-separated")
+        if not out or min(out) < least:
+            raise argparse.ArgumentTypeError(f"{value!r}: give numbers of at least {least}, comma-separated")
         return out
     return parse
 
@@ -128,9 +129,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="dataset directory")
     ap.add_argument("--teacher", type=Path, required=True, help="the teacher whose item text the students read")
     ap.add_argument("--labels", type=Path, required=True, help="a curve's labels/ (distill label's output)")
-    ap.add_argument("--factors", type=_numbers(float), default=[0.0, 10.0],
+    ap.add_argument("--factors", type=_numbers(float, 0), default=[0.0, 10.0],
                     help="distilled pairs per human label, comma-separated; 0 = human labels only")
-    ap.add_argument("--hidden", type=_numbers(int), default=[128], help="scorer widths to compare (scorer_hidden)")
+    ap.add_argument("--hidden", type=_numbers(int, 1), default=[128], help="scorer widths to compare (scorer_hidden)")
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0, help="fold assignment and the students' seed")
@@ -145,8 +146,11 @@ def main() -> None:
         ap.error(f"{args.teacher}: no teacher.json (give the directory `searchrel teacher train --out` wrote)")
 
     started = time.perf_counter()
-    ds = load_dataset(args.data)
-    labels = read_labels(args.labels)
+    try:
+        ds = load_dataset(args.data)
+        labels = read_labels(args.labels)
+    except (OSError, ValueError) as e:  # no dataset or labels there: say which, without a traceback
+        ap.error(str(e))
     text = TextConfig.model_validate(json.loads(teacher_json.read_text())["text"])
     results = []
     for hidden in args.hidden:
