@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("SEARCHREL_PROGRESS", "0")
@@ -60,6 +61,11 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
 
     subset = None if factor == 0 else distilled_subset(labels, factor, len(ds.judgments), sample_seed)
     rows, targets = training_rows(ds, subset, train_cfg, human_splits=("train", "valid"))
+    trained_on_human = (rows["source"] == "human").any()
+    if not trained_on_human:  # human_weight 0: the human labels are scored on the held-out folds, never trained on
+        human_rows, human_targets = training_rows(ds, None, train_cfg, human_splits=("train", "valid"))
+        rows = pd.concat([rows, human_rows], ignore_index=True)
+        targets = np.concatenate([targets, human_targets])
     judged = ds.pairs("all")[["query_id", "item_id", "label", "language"]]
     n = len(rows)
     rows = rows.merge(judged, on=["query_id", "item_id"], how="left")  # label, language: human rows only
@@ -91,7 +97,7 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
     for k in range(folds):
         student = copy.deepcopy(start)
         torch.set_rng_state(rng_after_init)  # each fold's dropout draws as a freshly made student's would
-        train = torch.from_numpy(np.flatnonzero(fold != k))
+        train = torch.from_numpy(np.flatnonzero((fold != k) & (trained_on_human | ~human)))
         held = np.flatnonzero((fold == k) & human)
         if feats is not None:
             student.feat_mean.copy_(feats[train].mean(0))

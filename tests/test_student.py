@@ -187,7 +187,7 @@ def test_training_rows_drop_distilled_pairs_of_held_out_queries_and_keep_the_tra
     split = world.split_of()
     pairs = world.judgments[["query_id", "item_id"]].copy()
     labels = pairs.assign(**{f"p_{g}": 0.2 for g in world.info.scale.grades})
-    cfg = StudentTrainConfig(student=StudentConfig(scale=world.info.scale))
+    cfg = StudentTrainConfig(student=StudentConfig(scale=world.info.scale), human_weight=8)
     rows, targets = training_rows(world, labels, cfg)
     assert not rows["query_id"].map(split).isin(["valid", "test"]).any()  # no teacher label of a held-out query
     assert len(rows) == len(targets) and np.allclose(targets.sum(1), 1)
@@ -197,6 +197,10 @@ def test_training_rows_drop_distilled_pairs_of_held_out_queries_and_keep_the_tra
     assert (rows["weight"][:n_distilled] == 1).all() and (rows["weight"][n_distilled:] == cfg.human_weight).all()
     alone, _ = training_rows(world, None, cfg)  # human labels alone: weight 1 whatever human_weight is
     assert (alone["weight"] == 1).all()
+    default = StudentTrainConfig(student=StudentConfig(scale=world.info.scale))  # human_weight 0
+    taught, _ = training_rows(world, labels, default)
+    assert taught["source"].eq("teacher").all() and len(taught) == n_distilled  # the teacher's labels alone
+    assert training_rows(world, None, default)[0]["weight"].eq(1).all()  # and without them, the human labels
     # human labels of the chosen languages only; distilled pairs of every language stay
     en = StudentTrainConfig(student=StudentConfig(scale=world.info.scale), train_languages=["en"])
     rows_en, _ = training_rows(world, None, en)
@@ -313,3 +317,7 @@ def test_head_cross_validation_starts_every_student_from_the_same_folds_and_zero
     assert distilled["training_rows"] > human["training_rows"]
     assert human["mean"][2] != human["mean"][0]
     assert {"ndcg@8", "ndcg@8 en"} <= set(human["mean"][0])
+    # human_weight 0: distilled pairs alone are trained on, the held-out human labels still scored
+    pure = train_cfg.model_copy(update={"human_weight": 0.0})
+    taught = cross_validate_head(world, labels, pure.student, pure, 1, folds=2, epochs=1, sample_seed=0)
+    assert taught["mean"][0] == human["mean"][0] and taught["mean"][1] != distilled["mean"][1]
