@@ -305,7 +305,7 @@ def test_head_cross_validation_starts_every_student_from_the_same_folds_and_zero
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
     from student_cv import cross_validate_head
 
-    train_cfg = _cfg(tiny_bert, head_batch=64, seed=1)
+    train_cfg = _cfg(tiny_bert, head_batch=64, seed=1, human_weight=8.0)  # human labels beside the distilled pairs
     pairs = world.judgments[["query_id", "item_id"]]
     rng = np.random.default_rng(0)
     p = rng.dirichlet(np.ones(world.info.scale.n_grades), size=len(pairs))
