@@ -1,13 +1,13 @@
 """Cross-validate the student's head on train+valid (never the test split): does what it learns carry to new queries?
 
     .venv/bin/python bench/student_cv.py --data data/cf --teacher runs/cf-teacher --labels runs/cf-curve/labels \
-        [--factors 0,10] [--hidden 128,1024] [--epochs 12] [--folds 5] [--seed 0] [--human-weight 8]
+        [--factors 0,10] [--hidden 128,1024] [--epochs 12] [--folds 5] [--seed 0] [--human-weight W]
 
 The students choose their head epoch on the valid split: 18 queries per language on CrowdFlower, where the head
 gains several points that the test split does not see. This runs the head phase of ``student.train`` (scorer,
 residual and the towers' projections on the frozen towers' pooled states and the pair features, ``head_epoch``) in
 query-grouped k-fold cross-validation over the train and valid queries: trained on all folds but one — their human
-labels (weight ``--human-weight`` beside distilled pairs) and the teacher's labels of every query but the held-out
+labels (weight ``--human-weight`` beside distilled pairs; at 0 they are only scored) and the teacher's labels of every query but the held-out
 fold's (pseudo-queries always) — and scored on the held-out fold's human labels after every epoch. Folds keep a
 query's translations together (``group_id``). ``--factors`` picks the curve's distilled subsets (0: human labels
 only; N: the first N × the human labels of the curve's labelled pairs, as ``distill curve`` takes them). Epoch 0 is
@@ -61,8 +61,8 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
 
     subset = None if factor == 0 else distilled_subset(labels, factor, len(ds.judgments), sample_seed)
     rows, targets = training_rows(ds, subset, train_cfg, human_splits=("train", "valid"))
-    trained_on_human = (rows["source"] == "human").any()
-    if not trained_on_human:  # human_weight 0: the human labels are scored on the held-out folds, never trained on
+    n_trainable = len(rows)  # rows the folds train on; those appended below are only scored
+    if not (rows["source"] == "human").any():  # human_weight 0: the held-out folds' human labels are still scored
         human_rows, human_targets = training_rows(ds, None, train_cfg, human_splits=("train", "valid"))
         rows = pd.concat([rows, human_rows], ignore_index=True)
         targets = np.concatenate([targets, human_targets])
@@ -92,12 +92,13 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
     targets = torch.from_numpy(targets)
     grades = list(ds.info.scale.grades)
     human = (rows["source"] == "human").to_numpy()
+    trainable = np.arange(len(rows)) < n_trainable
 
     per_fold: list[list[dict]] = []
     for k in range(folds):
         student = copy.deepcopy(start)
         torch.set_rng_state(rng_after_init)  # each fold's dropout draws as a freshly made student's would
-        train = torch.from_numpy(np.flatnonzero((fold != k) & (trained_on_human | ~human)))
+        train = torch.from_numpy(np.flatnonzero((fold != k) & trainable))
         held = np.flatnonzero((fold == k) & human)
         if feats is not None:
             student.feat_mean.copy_(feats[train].mean(0))
@@ -122,7 +123,7 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
     keys = list(per_fold[0][0])
     mean = [{key: round(float(np.mean([f[e][key] for f in per_fold])), 4) for key in keys} for e in range(epochs + 1)]
     return {"mean": mean, "folds": [[round(t["ndcg@8"], 4) for t in f] for f in per_fold],
-            "training_rows": len(rows), "queries": len(q_text)}
+            "training_rows": n_trainable, "queries": len(q_text)}
 
 
 def main() -> None:

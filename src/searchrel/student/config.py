@@ -55,8 +55,9 @@ class StudentTrainConfig(BaseModel):
     head_patience: int = Field(5, ge=1)  # head epochs without a better valid NDCG@8 before the towers' phase begins
     # weight of each human label's cross-entropy beside each distilled pair's KL. 0: a student given teacher labels
     # learns from them alone (the teacher learnt the human labels): in query-grouped cross-validation on CrowdFlower
-    # the x10 head gains most on new queries with 0 (+1.2 to +1.7 NDCG@8 over its start), less with 1, least with 8,
-    # which the 54-list valid split had chosen (docs/results.md). Without teacher labels the human labels weigh 1
+    # the x10 head gains most on new queries with 0 (+0.9 to +1.7 NDCG@8 over its start from its third epoch on),
+    # less with 1, least with 8, which the 54-list valid split had chosen (docs/results.md). Without teacher labels
+    # the human labels weigh 1
     human_weight: float = Field(0.0, ge=0)
     train_languages: list[str] | None = None  # human labels of these query languages only (distilled: all)
     max_minutes: float | None = None
