@@ -149,3 +149,66 @@ def test_eval_input_errors(tmp_path):
     ds.save(tmp_path / "ds")
     res = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--predictions", str(tmp_path / "none.csv")])
     assert res.exit_code == 2 and "no such predictions file" in res.output
+
+
+# -- paired comparison (eval.paired, `searchrel eval --against`) ------------------------------------------------------
+
+def test_sign_flip_p_value_matches_exact_enumeration():
+    """The randomization test's p against every one of the 2^10 sign patterns, and the bootstrap interval's edges."""
+    import itertools
+
+    from searchrel.eval.paired import paired_test
+
+    d = np.array([0.09, 0.05, -0.02, 0.12, 0.03, -0.04, 0.07, 0.01, 0.06, -0.01])
+    flips = np.array(list(itertools.product([-1, 1], repeat=len(d))))
+    exact = np.mean(np.abs((flips * d).mean(1)) >= abs(d.mean()) - 1e-12)
+    mean, lo, hi, p = paired_test(d, reps=40_000, seed=3)
+    assert mean == pytest.approx(d.mean())
+    assert p == pytest.approx(exact, abs=0.006)  # exact: 66 of the 1,024 patterns
+    assert lo < mean < hi and lo > 0  # every bootstrap mean of these differences is a mean of 10 draws from d
+    assert d.min() <= lo and hi <= d.max()
+    same = paired_test(np.array([0.1, -0.1] * 6), reps=2_000)
+    assert same[0] == pytest.approx(0) and same[3] == 1.0 and same[1] < 0 < same[2]
+    const = paired_test(np.full(12, 0.02), reps=5_000)
+    assert const[1] == pytest.approx(0.02) and const[2] == pytest.approx(0.02)
+    assert const[3] == pytest.approx((1 + 5_000 * 2 / 4096) / 5_001, abs=0.003)  # only all-plus or all-minus tie it
+    with pytest.raises(ValueError, match="non-empty"):
+        paired_test(np.array([]))
+
+
+def test_paired_comparison_per_language_and_cli(tmp_path):
+    from searchrel.eval.paired import compare_predictions, per_query
+
+    ds = _random_dataset(n_queries=30)
+    pairs = ds.judgments[["query_id", "item_id"]]
+    noise = np.random.default_rng(5).normal(0, 1.5, len(pairs))
+    good = pairs.assign(score=ds.judgments["label"].to_numpy() + noise)  # ranks by the label, with noise
+    rand = pairs.assign(score=np.random.default_rng(6).normal(size=len(pairs)))
+    res = compare_predictions(ds, good, rand, split="all", reps=2_000)
+    assert [r.slice for r in res.rows] == ["all", "lang=de", "lang=en"]
+    q_good, q_rand = per_query(ds, good, "all"), per_query(ds, rand, "all")
+    assert res.rows[0].queries == len(q_good) and res.rows[1].queries + res.rows[2].queries == len(q_good)
+    assert res.rows[0].a == pytest.approx(q_good["value"].mean())
+    assert res.rows[0].a == pytest.approx(evaluate(ds, good, EvalConfig(split="all")).overall["ndcg@8"])
+    assert res.rows[0].diff == pytest.approx(q_good["value"].mean() - q_rand["value"].mean())
+    assert res.rows[0].diff > 0 and res.rows[0].lo > 0 and res.rows[0].p_value < 0.01
+    itself = compare_predictions(ds, good, good, split="all", reps=500).rows[0]
+    assert itself.diff == 0 and itself.p_value == 1.0
+    assert compare_predictions(ds, good, rand, "all", "p@4", reps=500).metric == "p@4"
+    with pytest.raises(ValueError, match="ndcg@K or p@K"):
+        compare_predictions(ds, good, rand, "all", "qwk")
+
+    ds.save(tmp_path / "ds")
+    good.to_csv(tmp_path / "good.csv", index=False)
+    rand.to_parquet(tmp_path / "rand.parquet")
+    out = tmp_path / "m.json"
+    cli = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--predictions", str(tmp_path / "good.csv"),
+                                   "--split", "all", "--against", str(tmp_path / "rand.parquet"), "--reps", "500",
+                                   "--out", str(out)])
+    assert cli.exit_code == 0, cli.output
+    assert "good against rand" in cli.output and "lang=de" in cli.output
+    saved = json.loads((tmp_path / "m.paired.json").read_text())
+    assert saved["rows"][0]["diff"] == pytest.approx(res.rows[0].diff) and saved["reps"] == 500
+    bad = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--predictions", str(tmp_path / "good.csv"),
+                                   "--split", "all", "--against", str(tmp_path / "none.csv")])
+    assert bad.exit_code == 2 and "no such predictions file" in bad.output

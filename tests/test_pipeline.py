@@ -116,6 +116,9 @@ def test_a_run_writes_every_stage_and_its_record(first_run):
     # the zero-shot baseline first (what the students must beat), then the students in step order
     assert list(curve)[:4] == [systems["systems"][1]["name"], "student: human labels only", "student: x1",
                                "student: x2"]
+    paired = json.loads((RunLayout(out).curve / "curve-paired.json").read_text())
+    assert list(paired) == ["human labels only", systems["systems"][1]["name"]]  # x2 against each, paired
+    assert paired["human labels only"]["rows"][0]["a"] == pytest.approx(curve["student: x2"]["overall"]["ndcg@8"])
     latency = json.loads(RunLayout(out).latency.read_text())
     assert {r["cache"] for r in latency["rerank"]} == {"cold", "warm"} and latency["teacher_pairs_per_s"] > 0
     labels = json.loads(RunLayout(out).record("label").read_text())["metrics"]

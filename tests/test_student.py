@@ -157,8 +157,17 @@ def test_curve_trains_one_student_per_factor(world, tiny_bert, tmp_path):
     rec = {k: json.loads((tmp_path / "curve" / f"student-{k}" / "train.json").read_text()) for k in ("x1", "x3")}
     assert rec["x1"]["distilled_pairs"] < rec["x3"]["distilled_pairs"]
     assert {(r["config"]["seed"], r["config"]["human_weight"]) for r in rec.values()} == {(3, 2.0)}
-    for f in ("curve.md", "curve.json", "curve.png", "curve-line.png"):
+    for f in ("curve.md", "curve.json", "curve.png", "curve-line.png", "curve-paired.md"):
         assert (tmp_path / "curve" / f).is_file()
+    # the most distilled student against the human-only one and the zero-shot model, paired per query
+    paired = json.loads((tmp_path / "curve" / "curve-paired.json").read_text())
+    assert list(paired) == ["human labels only", f"zero-shot {tiny_bert}"]
+    for name, system in [("human labels only", "student: human labels only"),
+                         (f"zero-shot {tiny_bert}", f"zero-shot {tiny_bert} (the students' feature)")]:
+        row = paired[name]["rows"][0]
+        assert row["slice"] == "all" and row["a"] == pytest.approx(results["student: x3"].overall["ndcg@8"])
+        assert row["b"] == pytest.approx(results[system].overall["ndcg@8"])
+        assert row["lo"] <= row["diff"] <= row["hi"] and 0 < row["p_value"] <= 1
 
 
 def test_a_new_student_ranks_exactly_like_its_residual_start_feature(tiny_bert):

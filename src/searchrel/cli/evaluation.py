@@ -29,21 +29,40 @@ def eval_cmd(
     split: str = typer.Option("test", help="test, valid, train or all"),
     out: Path | None = typer.Option(None, help="write the metrics JSON here"),
     k: list[int] = typer.Option([8, 20], "--k", help="NDCG cut-offs"),
+    against: Path | None = typer.Option(None, help="a second system (a model directory or a predictions file): "
+                                        "also print the paired difference per language, with a bootstrap interval "
+                                        "over queries and a randomization test"),
+    metric: str = typer.Option("ndcg@8", help="the metric --against compares: ndcg@K or p@K"),
+    reps: int = typer.Option(10_000, min=100, help="bootstrap and randomization resamples for --against"),
 ) -> None:
     """Evaluate a model, or any system's predictions, on a dataset's judged pairs (like trec_eval)."""
     if (predictions is None) == (model is None):
         raise ValueError("give exactly one of --predictions FILE or --model DIR")
     ds = load_dataset(data)
-    if model is not None:
-        from searchrel.experiments.scorers import load_scorer
-
-        preds, name = load_scorer(model).predict(ds, split), model.name
-    else:
-        preds, name = read_predictions(predictions), predictions.stem
+    preds, name = _system(ds, model or predictions, split, is_model=model is not None)
     result = evaluate(ds, preds, EvalConfig(ks=k, split=split))
     if result.unjudged_predictions:
         console.print(f"note: {result.unjudged_predictions:,} predicted pairs have no judgment and were not scored")
     report(name, result, out)
+    if against is not None:
+        from searchrel.eval.paired import compare_predictions, markdown
+
+        other, other_name = _system(ds, against, split, is_model=against.is_dir())
+        paired = compare_predictions(ds, preds, other, split, metric, reps)
+        console.print(markdown(paired, name, other_name), markup=False, soft_wrap=True)
+        if out:
+            path = out.with_name(out.stem + ".paired.json")
+            path.write_text(paired.model_dump_json(indent=2) + "\n")
+            console.print(f"paired comparison -> {path}")
+
+
+def _system(ds, path: Path, split: str, is_model: bool):
+    """One system's predictions on ``split`` and its name: a trained model's directory, or a predictions file."""
+    if is_model:
+        from searchrel.experiments.scorers import load_scorer
+
+        return load_scorer(path).predict(ds, split), path.name
+    return read_predictions(path), path.stem
 
 
 @baseline_app.command("bm25")

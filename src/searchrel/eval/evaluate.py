@@ -57,7 +57,8 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     return read_table(path, dtype={"query_id": str, "item_id": str})
 
 
-def _attach(ds: Dataset, preds: pd.DataFrame, split: str, pairs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, int]:
+def attach_predictions(ds: Dataset, preds: pd.DataFrame, split: str,
+                       pairs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, int]:
     """Join predictions onto the split's judged pairs; every judged pair must have a prediction."""
     for col in ("query_id", "item_id"):
         if col not in preds.columns:
@@ -142,7 +143,7 @@ def evaluate(ds: Dataset, preds: pd.DataFrame, config: EvalConfig = EvalConfig()
              pairs: pd.DataFrame | None = None) -> EvalResult:
     """Metrics of ``preds`` on ``config.split`` of ``ds`` (or on the given subset of its judged ``pairs``):
     overall, per language, per country."""
-    df, unjudged = _attach(ds, preds, config.split, pairs)
+    df, unjudged = attach_predictions(ds, preds, config.split, pairs)
     if df.empty:
         raise DatasetError(f"split {config.split!r} has no judged pairs to evaluate")
     by_language = {str(k): compute_metrics(g, ds, config) for k, g in df.groupby("language", sort=True)}

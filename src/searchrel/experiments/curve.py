@@ -25,6 +25,7 @@ from searchrel.distill.label import label_pairs, read_labels
 from searchrel.distill.sample import sample_pairs, save_pairs
 from searchrel.eval.charts import line_chart
 from searchrel.eval.evaluate import EvalConfig, EvalResult, evaluate
+from searchrel.eval.paired import compare_predictions, markdown
 from searchrel.experiments.common import write_outputs
 from searchrel.experiments.scorers import load_scorer
 from searchrel.progress import console
@@ -53,7 +54,9 @@ def _factor(a: float) -> str:
 
 
 def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, EvalResult]:
-    """Run the curve into ``out``: pairs.parquet, labels/, student-human/, student-x<N>/, curve.md/.json/.png."""
+    """Run the curve into ``out``: pairs.parquet, labels/, student-human/, student-x<N>/, curve.md/.json/.png, and
+    curve-paired.md/.json: the most distilled student against the human-only student and against the zero-shot model
+    the students carry, per language, with bootstrap intervals over queries (``eval.paired``)."""
     out.mkdir(parents=True, exist_ok=True)
     factors = sorted(cfg.amplifications)
     if not factors or factors[0] <= 0:
@@ -71,6 +74,7 @@ def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, 
 
     ev = EvalConfig(split=cfg.split)
     results: dict[str, EvalResult] = {}
+    predictions = {}
     notes: list[str] = []
     steps: list[str] = []
     runs = [("human labels only", None, "student-human")] + [(_factor(a), a, f"student-{_factor(a)}") for a in factors]
@@ -85,7 +89,8 @@ def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, 
         rec = json.loads((run / "train.json").read_text())
         notes.append(f"student {label}: {rec['distilled_pairs']:,} distilled + human pairs = {rec['train_pairs']:,} "
                      f"training pairs, {rec['steps']} steps in {rec['elapsed_s'] / 60:.1f} min")
-        results[f"student: {label}"] = evaluate(ds, load_scorer(run).predict(ds, cfg.split), ev)
+        predictions[label] = load_scorer(run).predict(ds, cfg.split)
+        results[f"student: {label}"] = evaluate(ds, predictions[label], ev)
         steps.append(label)
     teacher_result = evaluate(ds, load_scorer(teacher).predict(ds, cfg.split), ev)
     students = {f"student: {s}": results[f"student: {s}"] for s in steps}
@@ -94,8 +99,27 @@ def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, 
     if {"zero_shot", "zero_shot_product"} & set(student.features):
         zero_shot = embed_predictions(ds, student.text, cfg.split, model=student.zero_shot_model)
         baselines[f"zero-shot {student.zero_shot_model} (the students' feature)"] = evaluate(ds, zero_shot, ev)
+        predictions[f"zero-shot {student.zero_shot_model}"] = zero_shot
+    write_paired(out, ds, predictions, steps[-1], cfg.split, cfg.metric)
     return write_curve(out, students, steps, teacher_result, f"{ds.info.name}: amplification curve ({cfg.split} split)",
                        notes, cfg.metric, baselines)
+
+
+def write_paired(out: Path, ds: Dataset, predictions: dict, top: str, split: str, metric: str) -> None:
+    """curve-paired.md/.json: student ``top`` against the human-only student and the zero-shot model (the other
+    entries of ``predictions``: the smaller students are left out), paired per query with bootstrap intervals."""
+    if metric.partition("@")[0] not in ("ndcg", "p"):
+        return  # paired intervals are per-query metrics: a pooled one (QWK, AUROC) has none
+    others = [name for name in predictions if name == "human labels only" or name.startswith("zero-shot")]
+    compared = {name: compare_predictions(ds, predictions[top], predictions[name], split, metric)
+                for name in others if name != top}
+    if not compared:
+        return
+    text = "\n\n".join(markdown(r, f"student {top}", name) for name, r in compared.items())
+    (out / "curve-paired.md").write_text(f"# {ds.info.name}: is the most distilled student better?\n\n{text}\n")
+    (out / "curve-paired.json").write_text(json.dumps({name: r.model_dump() for name, r in compared.items()},
+                                                      indent=2) + "\n")
+    console.print(text, markup=False, soft_wrap=True)
 
 
 def write_curve(out: Path, students: dict[str, EvalResult], steps: list[str], teacher: EvalResult, title: str,

@@ -45,10 +45,10 @@ from searchrel.data.splits import make_splits
 from searchrel.data.synth import build_world, synthesize
 from searchrel.distill.label import MANIFEST, label_pairs, read_labels
 from searchrel.distill.sample import sample_pairs, save_pairs
-from searchrel.eval.evaluate import EvalResult, evaluate
+from searchrel.eval.evaluate import EvalResult, evaluate, read_predictions
 from searchrel.experiments.ablate import AblateConfig, ablate
 from searchrel.experiments.common import write_outputs
-from searchrel.experiments.curve import distilled_subset, write_curve
+from searchrel.experiments.curve import distilled_subset, write_curve, write_paired
 from searchrel.experiments.rating_round import candidates, suggest
 from searchrel.experiments.rating_round import summary as sheet_summary
 from searchrel.experiments.rating_value import simulated_ratings
@@ -230,7 +230,7 @@ class Run:
         where = self.at.eval
         where.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.at.curve, ignore_errors=True)  # written again below when there is a curve
-        entries, results = [], {}
+        entries, results, paths = [], {}, {}
         for name, kind, stem, model in self.systems():
             d = where
             if model is None:
@@ -238,6 +238,7 @@ class Run:
             else:
                 self._evaluate(load_scorer(model).predict(self.dataset(), self.split), stem, where)
             results[name] = EvalResult.model_validate_json((d / f"metrics-{stem}.json").read_text())
+            paths[name] = d / f"predictions-{stem}.parquet"
             entries.append({"name": name, "kind": kind,
                             "predictions": os.path.relpath(d / f"predictions-{stem}.parquet", where),
                             "metrics": os.path.relpath(d / f"metrics-{stem}.json", where)})
@@ -252,6 +253,8 @@ class Run:
             zero_shot = {n: results[n] for n, k, _, _ in self.systems() if k == "zero-shot"}
             write_curve(self.at.curve, {n: results[n] for n in students}, steps, results[teacher],
                         f"{self.dataset().info.name}: amplification curve ({self.split} split)", baselines=zero_shot)
+            paired = {n.removeprefix("student: "): read_predictions(paths[n]) for n in students + list(zero_shot)}
+            write_paired(self.at.curve, self.dataset(), paired, steps[-1], self.split, "ndcg@8")
         return {name: r.overall.get("ndcg@8") for name, r in results.items()}
 
     def rate(self) -> dict:

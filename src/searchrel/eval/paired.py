@@ -1,0 +1,120 @@
+"""Is system A better than system B on these queries? A paired comparison of two systems' predictions on the same
+judged queries, overall and per language.
+
+Conventions (stated once, used by ``searchrel eval --against`` and its tests):
+- The unit is the **query**: each system's per-query NDCG@k (or P@k) is computed as ``searchrel eval`` does
+  (``eval.evaluate``: the same joins and checks, the same tie-breaking); only queries both systems score count.
+- The difference is ``mean(A) - mean(B)`` over those queries. Its interval is a percentile bootstrap over queries
+  (the per-query differences resampled with replacement, ``reps`` times, seeded), and its p-value a two-sided paired
+  randomization test (each query's difference keeps or flips its sign at random: Fisher's sign-flip test, the test
+  Smucker, Allan and Carterette, *A comparison of statistical significance tests for information retrieval
+  evaluation*, CIKM 2007, recommend), ``(1 + #{|mean(flipped)| >= |mean(observed)|}) / (1 + reps)``.
+- A slice (a language) is tested on its own queries; nothing corrects for testing several slices at once.
+
+On 36 queries a language, a 1.5-point NDCG@8 difference is often inside its interval: what a target of that size can
+and cannot show is what this module measures.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from searchrel.data.dataset import Dataset, DatasetError
+from searchrel.eval import metrics as M
+from searchrel.eval.evaluate import attach_predictions
+from searchrel.eval.online import CHUNK
+
+
+class PairedRow(BaseModel):
+    """One slice's comparison: both systems' means, the difference, its interval and the test's p-value."""
+
+    slice: str
+    queries: int
+    a: float
+    b: float
+    diff: float
+    lo: float
+    hi: float
+    p_value: float
+
+
+class PairedResult(BaseModel):
+    metric: str
+    split: str
+    reps: int
+    level: float
+    rows: list[PairedRow]
+
+
+def per_query(ds: Dataset, preds: pd.DataFrame, split: str, metric: str = "ndcg@8") -> pd.DataFrame:
+    """``query_id, language, value``: one system's per-query ``metric`` (``ndcg@K`` or ``p@K``) on ``split``; queries
+    whose metric is undefined (NDCG with no relevant candidate) are left out, as in ``evaluate``."""
+    kind, _, k = metric.partition("@")
+    if kind not in ("ndcg", "p") or not k.isdigit() or int(k) < 1:
+        raise ValueError(f"metric {metric!r}: give ndcg@K or p@K (e.g. ndcg@8)")
+    k = int(k)
+    df, _ = attach_predictions(ds, preds, split)
+    if df.empty:
+        raise DatasetError(f"split {split!r} has no judged pairs to compare on")
+    rows = []
+    for qid, g in df.groupby("query_id", sort=True):
+        lab, sc, ids = g["label"].to_numpy(), g["score"].to_numpy(), g["item_id"].to_numpy()
+        value = (M.ndcg_at_k(lab, sc, ids, k, ds.info.scale.min) if kind == "ndcg"
+                 else M.precision_at_k(lab, sc, ids, k, ds.info.relevant_min))
+        if value is not None:
+            rows.append((qid, g["language"].iloc[0], value))
+    return pd.DataFrame(rows, columns=["query_id", "language", "value"])
+
+
+def paired_test(diffs: np.ndarray, reps: int = 10_000, seed: int = 0,
+                level: float = 0.95) -> tuple[float, float, float, float]:
+    """``(mean, lo, hi, p)`` of per-query differences: the mean, its percentile bootstrap interval over queries and
+    the two-sided sign-flip randomization p-value (see the module docstring)."""
+    d = np.asarray(diffs, dtype=float)
+    if d.ndim != 1 or len(d) == 0:
+        raise ValueError("paired_test needs a non-empty 1-d array of per-query differences")
+    if reps < 1 or not 0 < level < 1:
+        raise ValueError(f"reps must be positive and level in (0, 1) (got {reps}, {level})")
+    rng = np.random.default_rng(seed)
+    n, observed = len(d), abs(d.mean())
+    boot = np.empty(reps)
+    extreme = 0
+    for start in range(0, reps, CHUNK):
+        m = min(CHUNK, reps - start)
+        boot[start:start + m] = d[rng.integers(0, n, (m, n))].mean(1)
+        signs = rng.integers(0, 2, (m, n)) * 2 - 1
+        extreme += int((np.abs((signs * d).mean(1)) >= observed - 1e-12).sum())
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(boot, [tail, 100 - tail])
+    return float(d.mean()), float(lo), float(hi), (1 + extreme) / (1 + reps)
+
+
+def compare_predictions(ds: Dataset, a: pd.DataFrame, b: pd.DataFrame, split: str = "test", metric: str = "ndcg@8",
+                        reps: int = 10_000, seed: int = 0, level: float = 0.95) -> PairedResult:
+    """A against B on ``split``: one row for all queries, then one per query language."""
+    qa, qb = per_query(ds, a, split, metric), per_query(ds, b, split, metric)
+    both = qa.merge(qb[["query_id", "value"]], on="query_id", suffixes=("_a", "_b"))
+    if both.empty:
+        raise DatasetError(f"the two systems share no scored query on split {split!r}")
+    slices = [("all", both)] + [(f"lang={lang}", g) for lang, g in both.groupby("language", sort=True)]
+    rows = []
+    for name, g in slices:
+        mean, lo, hi, p = paired_test((g["value_a"] - g["value_b"]).to_numpy(), reps, seed, level)
+        rows.append(PairedRow(slice=name, queries=len(g), a=float(g["value_a"].mean()), b=float(g["value_b"].mean()),
+                              diff=mean, lo=lo, hi=hi, p_value=p))
+    return PairedResult(metric=metric, split=split, reps=reps, level=level, rows=rows)
+
+
+def markdown(result: PairedResult, name_a: str = "A", name_b: str = "B") -> str:
+    """The comparison as a Markdown table, differences in points (×100)."""
+    pct = round(result.level * 100)
+    lines = [f"{name_a} against {name_b}, {result.metric} on the {result.split} split; difference in points with its "
+             f"{pct}% bootstrap interval over queries, two-sided paired randomization p ({result.reps:,} resamples)",
+             "", f"| slice | queries | {name_a} | {name_b} | difference | {pct}% interval | p |",
+             "|---|---:|---:|---:|---:|---|---:|"]
+    for r in result.rows:
+        lines.append(f"| {r.slice} | {r.queries} | {r.a:.3f} | {r.b:.3f} | {100 * r.diff:+.1f} | "
+                     f"[{100 * r.lo:+.1f}, {100 * r.hi:+.1f}] | {r.p_value:.3f} |")
+    return "\n".join(lines)
