@@ -174,6 +174,11 @@ def test_sign_flip_p_value_matches_exact_enumeration():
     assert const[3] == pytest.approx((1 + 5_000 * 2 / 4096) / 5_001, abs=0.003)  # only all-plus or all-minus tie it
     with pytest.raises(ValueError, match="non-empty"):
         paired_test(np.array([]))
+    from searchrel.eval.paired import PairedResult, PairedRow, markdown
+
+    row = PairedRow(slice="all", queries=10, a=0.9, b=0.8, diff=0.1, lo=0.05, hi=0.15, p_value=1 / 10_001)
+    table = markdown(PairedResult(metric="ndcg@8", split="test", reps=10_000, level=0.95, rows=[row]), "T", "Z")
+    assert "| all | 10 | 0.900 | 0.800 | +10.0 | [+5.0, +15.0] | < 0.001 |" in table
 
 
 def test_paired_comparison_per_language_and_cli(tmp_path):

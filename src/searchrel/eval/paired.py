@@ -116,5 +116,9 @@ def markdown(result: PairedResult, name_a: str = "A", name_b: str = "B") -> str:
              "|---|---:|---:|---:|---:|---|---:|"]
     for r in result.rows:
         lines.append(f"| {r.slice} | {r.queries} | {r.a:.3f} | {r.b:.3f} | {100 * r.diff:+.1f} | "
-                     f"[{100 * r.lo:+.1f}, {100 * r.hi:+.1f}] | {r.p_value:.3f} |")
+                     f"[{100 * r.lo:+.1f}, {100 * r.hi:+.1f}] | {_p(r.p_value)} |")
     return "\n".join(lines)
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
