@@ -1,7 +1,8 @@
 """Cross-validate the student's head on train+valid (never the test split): does what it learns carry to new queries?
 
     .venv/bin/python bench/student_cv.py --data data/cf --teacher runs/cf-teacher --labels runs/cf-curve/labels \
-        [--factors 0,10] [--hidden 128,1024] [--epochs 12] [--folds 5] [--seed 0] [--human-weight W]
+        [--factors 0,10] [--hidden 128,1024] [--epochs 12] [--folds 5] [--seed 0] [--human-weight W] \
+        [--zero-shot-model embeddinggemma-300m]
 
 The students choose their head epoch on the valid split: 18 queries per language on CrowdFlower, where the head
 gains several points that the test split does not see. This runs the head phase of ``student.train`` (scorer,
@@ -144,6 +145,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="fold assignment and the students' seed")
     ap.add_argument("--sample-seed", type=int, default=0, help="the curve's sampling seed (its distilled subsets)")
     ap.add_argument("--human-weight", type=float, default=None, help="default: the student's")
+    ap.add_argument("--zero-shot-model", default=None,
+                    help="the frozen model behind the students' zero_shot features (default: the student's)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if args.folds < 2 or args.epochs < 1:
@@ -162,6 +165,8 @@ def main() -> None:
     results = []
     for hidden in args.hidden:
         student_cfg = StudentConfig(text=text, scale=ds.info.scale, scorer_hidden=hidden)
+        if args.zero_shot_model:
+            student_cfg = student_cfg.model_copy(update={"zero_shot_model": args.zero_shot_model})
         train_cfg = StudentTrainConfig(student=student_cfg, seed=args.seed)
         if args.human_weight is not None:
             train_cfg = train_cfg.model_copy(update={"human_weight": args.human_weight})
@@ -171,7 +176,8 @@ def main() -> None:
             results.append({"factor": factor, "scorer_hidden": hidden, **res})
     res = {"date": dt.date.today().isoformat(), "machine": machine_info(), "data": str(args.data),
            "labels": str(args.labels), "folds": args.folds, "epochs": args.epochs, "seed": args.seed,
-           "human_weight": train_cfg.human_weight, "minutes": round((time.perf_counter() - started) / 60, 1),
+           "human_weight": train_cfg.human_weight, "zero_shot_model": student_cfg.zero_shot_model,
+           "minutes": round((time.perf_counter() - started) / 60, 1),
            "results": results}
     langs = [k.removeprefix("ndcg@8 ") for k in results[0]["mean"][0] if k != "ndcg@8"]
     lines = ["| student | hidden | start (epoch 0) | best epoch | NDCG@8 there | " + " | ".join(langs)
