@@ -217,3 +217,41 @@ def test_paired_comparison_per_language_and_cli(tmp_path):
     bad = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--predictions", str(tmp_path / "good.csv"),
                                    "--split", "all", "--against", str(tmp_path / "none.csv")])
     assert bad.exit_code == 2 and "no such predictions file" in bad.output
+
+
+def test_bootstrap_intervals_for_one_system(tmp_path):
+    """eval.intervals: QWK from confusion matrices as metrics computes it, resamples as drawn, values as evaluate's."""
+    from searchrel.eval.intervals import _bootstrap, metric_intervals, qwk_from_counts
+
+    r = np.random.default_rng(0)
+    for _ in range(5):
+        t, p = r.integers(0, 4, 200), np.clip(r.integers(0, 4, 200) + r.integers(-1, 2, 200), 0, 3)
+        counts = np.zeros((4, 4))
+        np.add.at(counts, (t, p), 1)
+        assert qwk_from_counts(counts) == pytest.approx(M.quadratic_weighted_kappa(t + 1, p + 1, [1, 2, 3, 4]))
+    assert qwk_from_counts(np.diag([5.0, 0, 0, 0])) == 0.0  # one grade only: undefined, 0 as metrics says
+    rows = r.normal(size=(30, 2, 2))
+    idx = np.random.default_rng(7).integers(0, 30, (5, 30))
+    assert np.allclose(_bootstrap(rows, 5, np.random.default_rng(7)), rows[idx].sum(1))
+
+    ds = _random_dataset()
+    preds = _random_predictions(ds)
+    res = metric_intervals(ds, preds, split="all", reps=2_000)
+    ev = evaluate(ds, preds, EvalConfig(split="all"))
+    got = {(row.slice, row.metric): row for row in res.rows}
+    assert set(got) == {(s, m) for s in ("all", "lang=de", "lang=en") for m in ("ndcg@8", "qwk")}
+    for (slice_, metric), row in got.items():
+        expected = ev.overall if slice_ == "all" else ev.by_language[slice_.removeprefix("lang=")]
+        assert row.value == pytest.approx(expected[metric]) and row.lo <= row.value <= row.hi
+    assert got[("all", "qwk")].hi - got[("all", "qwk")].lo < got[("lang=de", "qwk")].hi - got[("lang=de", "qwk")].lo
+    ranking_only = ds.judgments[["query_id", "item_id"]].assign(score=r.normal(size=len(ds.judgments)))
+    assert {row.metric for row in metric_intervals(ds, ranking_only, "all", reps=200).rows} == {"ndcg@8"}
+
+    ds.save(tmp_path / "ds")
+    preds.to_csv(tmp_path / "p.csv", index=False)
+    cli = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--predictions", str(tmp_path / "p.csv"),
+                                   "--split", "all", "--intervals", "--reps", "500", "--out", str(tmp_path / "m.json")])
+    assert cli.exit_code == 0, cli.output
+    assert "| all | qwk | 30 |" in cli.output
+    saved = json.loads((tmp_path / "m.intervals.json").read_text())
+    assert saved["reps"] == 500 and saved["rows"][0]["value"] == pytest.approx(ev.overall["ndcg@8"])

@@ -33,7 +33,9 @@ def eval_cmd(
                                         "also print the paired difference per language, with a bootstrap interval "
                                         "over queries and a randomization test"),
     metric: str = typer.Option("ndcg@8", help="the metric --against compares: ndcg@K or p@K"),
-    reps: int = typer.Option(10_000, min=100, help="bootstrap and randomization resamples for --against"),
+    reps: int = typer.Option(10_000, min=100, help="bootstrap and randomization resamples (--against, --intervals)"),
+    intervals: bool = typer.Option(False, help="also print NDCG@8 and QWK per language with 95% bootstrap intervals "
+                                   "over queries"),
 ) -> None:
     """Evaluate a model, or any system's predictions, on a dataset's judged pairs (like trec_eval)."""
     if (predictions is None) == (model is None):
@@ -44,6 +46,16 @@ def eval_cmd(
     if result.unjudged_predictions:
         console.print(f"note: {result.unjudged_predictions:,} predicted pairs have no judgment and were not scored")
     report(name, result, out)
+    if intervals:
+        from searchrel.eval.intervals import markdown as interval_table
+        from searchrel.eval.intervals import metric_intervals
+
+        spread = metric_intervals(ds, preds, split, reps=reps)
+        console.print(interval_table(spread, name), markup=False, soft_wrap=True)
+        if out:
+            path = out.with_name(out.stem + ".intervals.json")
+            path.write_text(spread.model_dump_json(indent=2) + "\n")
+            console.print(f"intervals -> {path}")
     if against is not None:
         from searchrel.eval.paired import compare_predictions, markdown
 

@@ -1,0 +1,110 @@
+"""How precise is one system's number? Bootstrap intervals over queries for NDCG@k and QWK, overall and per language.
+
+Conventions (stated once, used by ``searchrel eval --intervals`` and its tests):
+- The unit is the **query**, as in ``eval.paired``: a resample draws the slice's queries with replacement, ``reps``
+  times (seeded), and the interval is the percentile interval of the statistic over the resamples.
+- NDCG@k is the mean of the resampled queries' values (the queries ``evaluate`` leaves out stay out).
+- QWK is pooled over pairs, so a resample pools the pairs of its queries (a query drawn twice counts twice): each
+  query's confusion matrix is counted once and a resample's kappa comes from the weighted sum of them — the same
+  number ``evaluate`` gives when every query is drawn once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from searchrel.data.dataset import Dataset, DatasetError
+from searchrel.eval.evaluate import attach_predictions
+from searchrel.eval.online import CHUNK
+from searchrel.eval.paired import per_query
+
+
+class IntervalRow(BaseModel):
+    slice: str
+    metric: str
+    queries: int
+    value: float
+    lo: float
+    hi: float
+
+
+class IntervalResult(BaseModel):
+    split: str
+    reps: int
+    level: float
+    rows: list[IntervalRow]
+
+
+def qwk_from_counts(counts: np.ndarray) -> np.ndarray:
+    """Quadratic weighted kappa of confusion matrices ``[..., n, n]`` (rows: true grade, columns: predicted; grades
+    in scale order) — ``metrics.quadratic_weighted_kappa`` for many matrices at once; 0 where it is undefined."""
+    counts = np.asarray(counts, dtype=float)
+    n = counts.shape[-1]
+    total = counts.sum((-2, -1), keepdims=True)
+    expected = counts.sum(-1, keepdims=True) * counts.sum(-2, keepdims=True) / np.maximum(total, 1e-12)
+    weights = (np.subtract.outer(np.arange(n), np.arange(n)) ** 2) / (n - 1) ** 2
+    observed_cost, expected_cost = (weights * counts).sum((-2, -1)), (weights * expected).sum((-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(expected_cost > 0, 1 - observed_cost / np.where(expected_cost > 0, expected_cost, 1), 0.0)
+
+
+def _bootstrap(stat_rows: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """``[reps, ...]``: the column sums of ``stat_rows`` (one row per query) over ``reps`` resamples of its rows."""
+    n = len(stat_rows)
+    flat = stat_rows.reshape(n, -1)
+    out = np.empty((reps, flat.shape[1]))
+    for start in range(0, reps, CHUNK):
+        m = min(CHUNK, reps - start)
+        idx = rng.integers(0, n, (m, n))
+        weights = np.zeros((m, n))
+        np.add.at(weights, (np.repeat(np.arange(m), n), idx.ravel()), 1.0)
+        out[start:start + m] = weights @ flat
+    return out.reshape((reps,) + stat_rows.shape[1:])
+
+
+def metric_intervals(ds: Dataset, preds: pd.DataFrame, split: str = "test", k: int = 8, reps: int = 10_000,
+                     seed: int = 0, level: float = 0.95) -> IntervalResult:
+    """NDCG@k and, where the predictions carry grades, QWK, each with its bootstrap interval over queries: one slice
+    for all queries, then one per query language."""
+    if reps < 1 or not 0 < level < 1:
+        raise ValueError(f"reps must be positive and level in (0, 1) (got {reps}, {level})")
+    df, _ = attach_predictions(ds, preds, split)
+    if df.empty:
+        raise DatasetError(f"split {split!r} has no judged pairs")
+    ndcg = per_query(ds, preds, split, f"ndcg@{k}").set_index("query_id")["value"]
+    grades = list(ds.info.scale.grades)
+    position = {g: i for i, g in enumerate(grades)}
+    tail = (1 - level) / 2 * 100
+    rows = []
+    for name, g in [("all", df)] + [(f"lang={lang}", s) for lang, s in df.groupby("language", sort=True)]:
+        rng = np.random.default_rng(seed)
+        values = ndcg.reindex(g["query_id"].unique()).dropna().to_numpy()
+        if len(values):
+            means = _bootstrap(values[:, None], reps, rng)[:, 0] / len(values)
+            lo, hi = np.percentile(means, [tail, 100 - tail])
+            rows.append(IntervalRow(slice=name, metric=f"ndcg@{k}", queries=len(values), value=float(values.mean()),
+                                    lo=float(lo), hi=float(hi)))
+        if "pred_grade" in g.columns:
+            true = g["label"].map(position).to_numpy()
+            pred = g["pred_grade"].map(position).to_numpy()
+            qid = pd.factorize(g["query_id"])[0]
+            n = len(grades)
+            counts = np.zeros((qid.max() + 1, n, n))
+            np.add.at(counts, (qid, true, pred), 1.0)
+            kappas = qwk_from_counts(_bootstrap(counts, reps, rng))
+            lo, hi = np.percentile(kappas, [tail, 100 - tail])
+            rows.append(IntervalRow(slice=name, metric="qwk", queries=len(counts),
+                                    value=float(qwk_from_counts(counts.sum(0))), lo=float(lo), hi=float(hi)))
+    return IntervalResult(split=split, reps=reps, level=level, rows=rows)
+
+
+def markdown(result: IntervalResult, name: str = "system") -> str:
+    pct = round(result.level * 100)
+    lines = [f"{name} on the {result.split} split, with {pct}% bootstrap intervals over queries "
+             f"({result.reps:,} resamples)", "", f"| slice | metric | queries | value | {pct}% interval |",
+             "|---|---|---:|---:|---|"]
+    lines += [f"| {r.slice} | {r.metric} | {r.queries} | {r.value:.3f} | [{r.lo:.3f}, {r.hi:.3f}] |"
+              for r in result.rows]
+    return "\n".join(lines)
