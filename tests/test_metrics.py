@@ -255,3 +255,15 @@ def test_bootstrap_intervals_for_one_system(tmp_path):
     assert "| all | qwk | 30 |" in cli.output
     saved = json.loads((tmp_path / "m.intervals.json").read_text())
     assert saved["reps"] == 500 and saved["rows"][0]["value"] == pytest.approx(ev.overall["ndcg@8"])
+
+
+def test_the_curve_still_stands_when_no_query_can_be_compared(tmp_path):
+    from searchrel.experiments.curve import write_paired
+
+    ds = _random_dataset()
+    ds.judgments["label"] = 1  # no relevant candidate anywhere: NDCG is undefined for every query
+    preds = ds.judgments[["query_id", "item_id"]].assign(score=0.0)
+    write_paired(tmp_path, ds, {"x3": preds, "human labels only": preds}, "x3", "all", "ndcg@8")
+    assert not (tmp_path / "curve-paired.md").exists()
+    write_paired(tmp_path, _random_dataset(), {"x3": _random_predictions(ds)}, "x3", "all", "qwk")  # pooled: none
+    assert not (tmp_path / "curve-paired.md").exists()

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from searchrel.annotate.text import TextConfig
 from searchrel.baselines.embed import embed_predictions
-from searchrel.data.dataset import Dataset
+from searchrel.data.dataset import Dataset, DatasetError
 from searchrel.distill.config import LabelConfig, SampleConfig
 from searchrel.distill.label import label_pairs, read_labels
 from searchrel.distill.sample import sample_pairs, save_pairs
@@ -111,8 +111,12 @@ def write_paired(out: Path, ds: Dataset, predictions: dict, top: str, split: str
     if metric.partition("@")[0] not in ("ndcg", "p"):
         return  # paired intervals are per-query metrics: a pooled one (QWK, AUROC) has none
     others = [name for name in predictions if name == "human labels only" or name.startswith("zero-shot")]
-    compared = {name: compare_predictions(ds, predictions[top], predictions[name], split, metric)
-                for name in others if name != top}
+    try:
+        compared = {name: compare_predictions(ds, predictions[top], predictions[name], split, metric)
+                    for name in others if name != top}
+    except DatasetError as e:  # e.g. no query of the split has a relevant candidate: the curve itself still stands
+        console.print(f"note: no paired comparison ({e})")
+        return
     if not compared:
         return
     text = "\n\n".join(markdown(r, f"student {top}", name) for name, r in compared.items())
