@@ -267,3 +267,21 @@ def test_the_curve_still_stands_when_no_query_can_be_compared(tmp_path):
     assert not (tmp_path / "curve-paired.md").exists()
     write_paired(tmp_path, _random_dataset(), {"x3": _random_predictions(ds)}, "x3", "all", "qwk")  # pooled: none
     assert not (tmp_path / "curve-paired.md").exists()
+
+
+def test_mean_of_several_runs():
+    from searchrel.eval.evaluate import mean_of
+
+    ds = _random_dataset()
+    runs = [evaluate(ds, _random_predictions(ds, seed=s), EvalConfig(split="all")) for s in (2, 3)]
+    ranking_only = evaluate(ds, ds.judgments[["query_id", "item_id"]].assign(score=1.0), EvalConfig(split="all"))
+    mean = mean_of(runs)
+    assert mean.overall["ndcg@8"] == pytest.approx((runs[0].overall["ndcg@8"] + runs[1].overall["ndcg@8"]) / 2)
+    assert mean.by_language["de"]["qwk"] == pytest.approx((runs[0].by_language["de"]["qwk"]
+                                                           + runs[1].by_language["de"]["qwk"]) / 2)
+    assert mean_of([runs[0], ranking_only]).overall["qwk"] is None  # n/a in one run: n/a in the mean
+    with pytest.raises(ValueError, match="at least one"):
+        mean_of([])
+    other = evaluate(ds, _random_predictions(ds), EvalConfig(split="all")).model_copy(update={"split": "test"})
+    with pytest.raises(ValueError, match="different splits"):
+        mean_of([runs[0], other])

@@ -248,6 +248,35 @@ def test_head_settings_out_of_range_are_refused(world, tmp_path):
     curve = ["distill", "curve", str(world.path), "--teacher", str(tmp_path / "t"), "--out", str(tmp_path / "c")]
     r = runner.invoke(app, curve + ["--human-weight", "-1"])
     assert r.exit_code == 2 and "human_weight" in r.output and not (tmp_path / "c").exists()
+    r = runner.invoke(app, curve + ["--student-seed", "0,one"])
+    assert r.exit_code == 2 and "comma-separated" in r.output and not (tmp_path / "c").exists()
+
+
+def test_curve_over_student_seeds_reports_their_mean(world, tiny_bert, tmp_path):
+    from searchrel.distill.config import LabelConfig, SampleConfig
+    from searchrel.experiments.curve import CurveConfig, curve
+    from test_distill import make_teacher
+
+    teacher = make_teacher(tiny_bert, tmp_path / "teacher")
+    cfg = CurveConfig(amplifications=[2], train=_cfg(tiny_bert, epochs=1), label=LabelConfig(shard_size=128),
+                      sample=SampleConfig(embed_model=str(tiny_bert)), student_seeds=[0, 1])
+    results = curve(world, teacher, tmp_path / "c", cfg)
+    for name in ("human", "x2"):
+        seeds = [json.loads((tmp_path / "c" / f"student-{name}-s{s}" / "train.json").read_text())["config"]["seed"]
+                 for s in (0, 1)]
+        assert seeds == [0, 1]
+    table = json.loads((tmp_path / "c" / "curve-seeds.json").read_text())
+    x2 = table["students"]["x2"]["all"]
+    assert x2["mean"] == pytest.approx(results["student: x2"].overall["ndcg@8"])
+    assert x2["mean"] == pytest.approx(np.mean(list(x2["seeds"].values())))
+    assert x2["spread"] == pytest.approx(max(x2["seeds"].values()) - min(x2["seeds"].values()))
+    assert set(table["students"]) == {"human labels only", "x2"} and (tmp_path / "c" / "curve-seeds.md").is_file()
+    # paired through each query's mean over the seeds: its mean over queries is the seeds' mean
+    paired = json.loads((tmp_path / "c" / "curve-paired.json").read_text())["human labels only"]["rows"][0]
+    assert paired["a"] == pytest.approx(x2["mean"])
+    assert paired["b"] == pytest.approx(results["student: human labels only"].overall["ndcg@8"])
+    with pytest.raises(ValueError, match="must differ"):
+        curve(world, teacher, tmp_path / "c", cfg.model_copy(update={"student_seeds": [1, 1]}))
 
 
 def test_zero_shot_product_columns_sum_to_the_zero_shot_cosine(tiny_bert):

@@ -107,8 +107,10 @@ def curve_cmd(
                                                "me5-small; e.g. embeddinggemma-300m)"),
     human_weight: float | None = typer.Option(None, help="weight of each human label beside each distilled pair "
                                               "(default: the student's)"),
-    student_seed: int | None = typer.Option(None, help="the students' seed (initialisation and batch order); the "
-                                            "pairs and labels stay those of --out"),
+    student_seed: str | None = typer.Option(None, help="the students' seed (initialisation and batch order), or "
+                                            "several comma-separated (0,1,2): every student once per seed, the curve "
+                                            "their mean, curve-seeds.md each seed; the pairs and labels stay those "
+                                            "of --out"),
     split: str = typer.Option("test"),
     backend: str = typer.Option(_L["backend"], help="labelling backend: local or ray"),
     pseudo_queries: str = typer.Option(str(_S["pseudo_queries"]), help=_PSEUDO),
@@ -119,14 +121,25 @@ def curve_cmd(
     from searchrel.student.config import StudentTrainConfig
 
     ds = load_dataset(dataset)
+    seeds = None
+    if student_seed is not None:
+        try:
+            seeds = [int(x) for x in student_seed.split(",") if x.strip()]
+        except ValueError:
+            seeds = []
+        if not seeds:
+            raise typer.BadParameter(f"{student_seed!r}: give an integer seed or several, comma-separated (0,1,2)",
+                                     param_hint="--student-seed")
     update = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes, "head_epochs": head_epochs,
-                                "human_weight": human_weight, "seed": student_seed}.items() if v is not None}
+                                "human_weight": human_weight, "seed": seeds[0] if seeds else None}.items()
+              if v is not None}
     student = {k: v for k, v in {"layers": layers, "zero_shot_model": zero_shot_model,
                                  "features": None if features is None else [f for f in features.split(",") if f]
                                  }.items() if v is not None}
     train = StudentTrainConfig.model_validate({**update, "student": student})  # validated: a bad value is refused
     cfg = CurveConfig(amplifications=[float(a) for a in amplifications.split(",") if a], train=train, split=split,
-                      label=LabelConfig(backend=backend), sample=SampleConfig(pseudo_queries=_pseudo(pseudo_queries)))
+                      label=LabelConfig(backend=backend), sample=SampleConfig(pseudo_queries=_pseudo(pseudo_queries)),
+                      student_seeds=seeds if seeds and len(seeds) > 1 else None)
     results = curve(ds, teacher, out, cfg)
     console.print(rich_table(results, title=f"amplification curve ({split} split)", breakdown=False))
     console.print(f"-> {out / 'curve.md'}, {out / 'curve.json'}, {out / 'curve.png'}, {out / 'curve-line.png'}")

@@ -45,6 +45,26 @@ class EvalResult(BaseModel):
         return path
 
 
+def mean_of(results: list[EvalResult]) -> EvalResult:
+    """The metrics of several runs of one system (e.g. student seeds) averaged key by key, overall and per slice; a
+    metric that is n/a in any run stays n/a. The runs must cover the same split and slices."""
+    if not results:
+        raise ValueError("mean_of needs at least one result")
+    first = results[0]
+    if any(r.split != first.split or set(r.by_language) != set(first.by_language) for r in results):
+        raise ValueError("mean_of: the results cover different splits or languages")
+
+    def avg(dicts: list[dict[str, float | None]]) -> dict[str, float | None]:
+        return {k: None if any(d.get(k) is None for d in dicts) else float(np.mean([d[k] for d in dicts]))
+                for k in dicts[0]}
+
+    return first.model_copy(update={
+        "overall": avg([r.overall for r in results]),
+        "by_language": {k: avg([r.by_language[k] for r in results]) for k in first.by_language},
+        "by_country": {k: avg([r.by_country[k] for r in results]) for k in first.by_country
+                       if all(k in r.by_country for r in results)}})
+
+
 def prob_columns(ds: Dataset) -> list[str]:
     return [f"p_{g}" for g in ds.info.scale.grades]
 

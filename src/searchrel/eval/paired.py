@@ -91,10 +91,22 @@ def paired_test(diffs: np.ndarray, reps: int = 10_000, seed: int = 0,
     return float(d.mean()), float(lo), float(hi), (1 + extreme) / (1 + reps)
 
 
-def compare_predictions(ds: Dataset, a: pd.DataFrame, b: pd.DataFrame, split: str = "test", metric: str = "ndcg@8",
-                        reps: int = 10_000, seed: int = 0, level: float = 0.95) -> PairedResult:
-    """A against B on ``split``: one row for all queries, then one per query language."""
-    qa, qb = per_query(ds, a, split, metric), per_query(ds, b, split, metric)
+def _per_query_mean(ds: Dataset, runs: pd.DataFrame | list[pd.DataFrame], split: str, metric: str) -> pd.DataFrame:
+    """``per_query`` of one system, or the per-query mean over several runs of it (e.g. seeds): the queries every
+    run scores."""
+    runs = [runs] if isinstance(runs, pd.DataFrame) else list(runs)
+    if not runs:
+        raise ValueError("a system needs at least one run of predictions")
+    frames = [per_query(ds, r, split, metric).set_index(["query_id", "language"])["value"] for r in runs]
+    return pd.concat(frames, axis=1, join="inner").mean(axis=1).rename("value").reset_index()
+
+
+def compare_predictions(ds: Dataset, a: pd.DataFrame | list[pd.DataFrame], b: pd.DataFrame | list[pd.DataFrame],
+                        split: str = "test", metric: str = "ndcg@8", reps: int = 10_000, seed: int = 0,
+                        level: float = 0.95) -> PairedResult:
+    """A against B on ``split``: one row for all queries, then one per query language. A system given as a list of
+    prediction tables (runs of it: seeds) is its per-query mean over them."""
+    qa, qb = _per_query_mean(ds, a, split, metric), _per_query_mean(ds, b, split, metric)
     both = qa.merge(qb[["query_id", "value"]], on="query_id", suffixes=("_a", "_b"))
     if both.empty:
         raise DatasetError(f"the two systems share no scored query on split {split!r}")

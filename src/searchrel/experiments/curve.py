@@ -3,7 +3,8 @@ teacher-labelled pairs, each evaluated next to the teacher — "more distilled d
 
 Pairs are sampled and labelled once, at the largest factor; each smaller factor trains on a uniform random
 subset of them (nested: x1 is part of x10), so the curve varies the amount of distilled data and nothing else.
-Every student gets the same epochs and budget. Finished stages are reused when the command runs again. Beside
+Every student gets the same epochs and budget; with several student seeds each is trained once per seed and the
+curve reports their mean (``curve-seeds.md``: every seed and the spread). Finished stages are reused when the command runs again. Beside
 the teacher, the curve shows the zero-shot model the students carry as a feature (when they carry one): distillation
 has earned its place only where a student beats it.
 """
@@ -24,7 +25,7 @@ from searchrel.distill.config import LabelConfig, SampleConfig
 from searchrel.distill.label import label_pairs, read_labels
 from searchrel.distill.sample import sample_pairs, save_pairs
 from searchrel.eval.charts import line_chart
-from searchrel.eval.evaluate import EvalConfig, EvalResult, evaluate
+from searchrel.eval.evaluate import EvalConfig, EvalResult, evaluate, mean_of
 from searchrel.eval.paired import compare_predictions, markdown
 from searchrel.experiments.common import write_outputs
 from searchrel.experiments.scorers import load_scorer
@@ -40,6 +41,10 @@ class CurveConfig(BaseModel):
     train: StudentTrainConfig = Field(default_factory=StudentTrainConfig)
     split: str = "test"
     metric: str = "ndcg@8"
+    # several student seeds: every student trained once per seed (student-<name>-s<seed>/), the curve reporting their
+    # mean, curve-seeds.md each seed and the spread, the paired comparison each query's mean over the seeds;
+    # None: the one seed of ``train``
+    student_seeds: list[int] | None = None
 
 
 def distilled_subset(labels, factor: float, n_human: int, seed: int):
@@ -74,24 +79,35 @@ def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, 
 
     ev = EvalConfig(split=cfg.split)
     results: dict[str, EvalResult] = {}
-    predictions = {}
+    predictions: dict[str, list] = {}
+    per_seed: dict[str, list[EvalResult]] = {}
     notes: list[str] = []
     steps: list[str] = []
+    seeds = cfg.student_seeds or [train_cfg.seed]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"student seeds must differ (got {seeds})")
     runs = [("human labels only", None, "student-human")] + [(_factor(a), a, f"student-{_factor(a)}") for a in factors]
     for label, factor, name in runs:
-        run = out / name
         subset = None if factor is None else distilled_subset(labels, factor, n_human, cfg.sample.seed)
-        if not (run / "student.json").exists():
-            if run.exists():  # an interrupted student: start it again
-                shutil.rmtree(run)
-            console.print(f"[bold]student: {label}[/] ({0 if subset is None else len(subset):,} distilled pairs)")
-            train_student(ds, run, train_cfg, subset)
-        rec = json.loads((run / "train.json").read_text())
-        notes.append(f"student {label}: {rec['distilled_pairs']:,} distilled + human pairs = {rec['train_pairs']:,} "
-                     f"training pairs, {rec['steps']} steps in {rec['elapsed_s'] / 60:.1f} min")
-        predictions[label] = load_scorer(run).predict(ds, cfg.split)
-        results[f"student: {label}"] = evaluate(ds, predictions[label], ev)
+        predictions[label], per_seed[label] = [], []
+        for seed in seeds:
+            run = out / (f"{name}-s{seed}" if len(seeds) > 1 else name)
+            if not (run / "student.json").exists():
+                if run.exists():  # an interrupted student: start it again
+                    shutil.rmtree(run)
+                console.print(f"[bold]student: {label}[/] ({0 if subset is None else len(subset):,} distilled pairs"
+                              + (f", seed {seed}" if len(seeds) > 1 else "") + ")")
+                train_student(ds, run, train_cfg.model_copy(update={"seed": seed}), subset)
+            rec = json.loads((run / "train.json").read_text())
+            notes.append(f"student {label}{f' (seed {seed})' if len(seeds) > 1 else ''}: {rec['distilled_pairs']:,} "
+                         f"distilled + human pairs = {rec['train_pairs']:,} training pairs, {rec['steps']} steps in "
+                         f"{rec['elapsed_s'] / 60:.1f} min")
+            predictions[label].append(load_scorer(run).predict(ds, cfg.split))
+            per_seed[label].append(evaluate(ds, predictions[label][-1], ev))
+        results[f"student: {label}"] = mean_of(per_seed[label])
         steps.append(label)
+    if len(seeds) > 1:
+        write_seeds(out, ds.info.name, per_seed, seeds, cfg.metric)
     teacher_result = evaluate(ds, load_scorer(teacher).predict(ds, cfg.split), ev)
     students = {f"student: {s}": results[f"student: {s}"] for s in steps}
     baselines = {}
@@ -99,15 +115,39 @@ def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, 
     if {"zero_shot", "zero_shot_product"} & set(student.features):
         zero_shot = embed_predictions(ds, student.text, cfg.split, model=student.zero_shot_model)
         baselines[f"zero-shot {student.zero_shot_model} (the students' feature)"] = evaluate(ds, zero_shot, ev)
-        predictions[f"zero-shot {student.zero_shot_model}"] = zero_shot
+        predictions[f"zero-shot {student.zero_shot_model}"] = [zero_shot]
     write_paired(out, ds, predictions, steps[-1], cfg.split, cfg.metric)
     return write_curve(out, students, steps, teacher_result, f"{ds.info.name}: amplification curve ({cfg.split} split)",
                        notes, cfg.metric, baselines)
 
 
+def write_seeds(out: Path, name: str, per_seed: dict[str, list[EvalResult]], seeds: list[int], metric: str) -> None:
+    """curve-seeds.md/.json: each student's ``metric`` at every seed, overall and per language, with the mean and the
+    spread (max - min) over the seeds."""
+    table = {}
+    lines = [f"# {name}: the curve's students at each seed ({metric})", "",
+             "| student | slice | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | spread |",
+             "|---|---|" + "---:|" * (len(seeds) + 2)]
+    for label, runs in per_seed.items():
+        slices = {"all": [r.overall.get(metric) for r in runs]}
+        slices |= {f"lang={lang}": [r.by_language[lang].get(metric) for r in runs] for lang in runs[0].by_language}
+        table[label] = {}
+        for slice_, values in slices.items():
+            if any(v is None for v in values):
+                continue
+            mean, spread = float(np.mean(values)), float(max(values) - min(values))
+            table[label][slice_] = {"seeds": dict(zip(map(str, seeds), values)), "mean": mean, "spread": spread}
+            lines.append(f"| {label} | {slice_} | " + " | ".join(f"{v:.3f}" for v in values)
+                         + f" | {mean:.3f} | {spread:.3f} |")
+    (out / "curve-seeds.md").write_text("\n".join(lines) + "\n")
+    (out / "curve-seeds.json").write_text(json.dumps({"metric": metric, "seeds": seeds, "students": table},
+                                                     indent=2) + "\n")
+
+
 def write_paired(out: Path, ds: Dataset, predictions: dict, top: str, split: str, metric: str) -> None:
     """curve-paired.md/.json: student ``top`` against the human-only student and the zero-shot model (the other
-    entries of ``predictions``: the smaller students are left out), paired per query with bootstrap intervals."""
+    entries of ``predictions``: the smaller students are left out), paired per query with bootstrap intervals. Each
+    entry is a prediction table or a list of them (seeds), compared through each query's mean over the list."""
     if metric.partition("@")[0] not in ("ndcg", "p"):
         return  # paired intervals are per-query metrics: a pooled one (QWK, AUROC) has none
     others = [name for name in predictions if name == "human labels only" or name.startswith("zero-shot")]
