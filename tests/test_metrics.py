@@ -169,6 +169,7 @@ def test_sign_flip_p_value_matches_exact_enumeration():
     assert d.min() <= lo and hi <= d.max()
     same = paired_test(np.array([0.1, -0.1] * 6), reps=2_000)
     assert same[0] == pytest.approx(0) and same[3] == 1.0 and same[1] < 0 < same[2]
+    assert paired_test(np.full(12, 0.02), reps=20, seed=1)[3] == pytest.approx(1 / 21)  # (1 + 0 extreme) / (1 + 20)
     const = paired_test(np.full(12, 0.02), reps=5_000)
     assert const[1] == pytest.approx(0.02) and const[2] == pytest.approx(0.02)
     assert const[3] == pytest.approx((1 + 5_000 * 2 / 4096) / 5_001, abs=0.003)  # only all-plus or all-minus tie it
@@ -199,7 +200,9 @@ def test_paired_comparison_per_language_and_cli(tmp_path):
     assert res.rows[0].diff > 0 and res.rows[0].lo > 0 and res.rows[0].p_value < 0.01
     itself = compare_predictions(ds, good, good, split="all", reps=500).rows[0]
     assert itself.diff == 0 and itself.p_value == 1.0
-    assert compare_predictions(ds, good, rand, "all", "p@4", reps=500).metric == "p@4"
+    p8 = compare_predictions(ds, good, rand, "all", "p@8", reps=500)
+    assert p8.metric == "p@8"
+    assert p8.rows[0].a == pytest.approx(evaluate(ds, good, EvalConfig(split="all")).overall["p@8"])
     with pytest.raises(ValueError, match="ndcg@K or p@K"):
         compare_predictions(ds, good, rand, "all", "qwk")
 
@@ -265,8 +268,11 @@ def test_the_curve_still_stands_when_no_query_can_be_compared(tmp_path):
     preds = ds.judgments[["query_id", "item_id"]].assign(score=0.0)
     write_paired(tmp_path, ds, {"x3": preds, "human labels only": preds}, "x3", "all", "ndcg@8")
     assert not (tmp_path / "curve-paired.md").exists()
-    write_paired(tmp_path, _random_dataset(), {"x3": _random_predictions(ds)}, "x3", "all", "qwk")  # pooled: none
+    fine = _random_predictions(_random_dataset())
+    write_paired(tmp_path, _random_dataset(), {"x3": fine, "human labels only": fine}, "x3", "all", "qwk")  # pooled
     assert not (tmp_path / "curve-paired.md").exists()
+    write_paired(tmp_path, _random_dataset(), {"x3": fine, "human labels only": fine}, "x3", "all", "ndcg@8")
+    assert (tmp_path / "curve-paired.md").exists()
 
 
 def test_mean_of_several_runs():

@@ -127,9 +127,9 @@ def curve_cmd(
             seeds = [int(x) for x in student_seed.split(",") if x.strip()]
         except ValueError:
             seeds = []
-        if not seeds:
-            raise typer.BadParameter(f"{student_seed!r}: give an integer seed or several, comma-separated (0,1,2)",
-                                     param_hint="--student-seed")
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise typer.BadParameter(f"{student_seed!r}: give an integer seed or several distinct ones, "
+                                     "comma-separated (0,1,2)", param_hint="--student-seed")
     update = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes, "head_epochs": head_epochs,
                                 "human_weight": human_weight, "seed": seeds[0] if seeds else None}.items()
               if v is not None}

@@ -10,6 +10,12 @@ Conventions (stated once, used by ``searchrel eval --against`` and its tests):
   Smucker, Allan and Carterette, *A comparison of statistical significance tests for information retrieval
   evaluation*, CIKM 2007, recommend), ``(1 + #{|mean(flipped)| >= |mean(observed)|}) / (1 + reps)``.
 - A slice (a language) is tested on its own queries; nothing corrects for testing several slices at once.
+- A system given as several runs (student seeds) is compared through each query's mean over its runs: the interval
+  and the test then treat those runs as fixed — they say how sure the difference between *these* students is on new
+  queries, not how another set of seeds would do (the seeds' own spread is ``curve-seeds.md``'s).
+- The percentile bootstrap of a mean is a little narrow on few queries (no t-quantile, and the plug-in variance; on
+  36 queries about 5% narrower than a t-interval): an interval that barely excludes zero can come with p slightly
+  above 0.05.
 
 On 36 queries a language, a 1.5-point NDCG@8 difference is often inside its interval: what a target of that size can
 and cannot show is what this module measures.
@@ -127,10 +133,14 @@ def markdown(result: PairedResult, name_a: str = "A", name_b: str = "B") -> str:
              "", f"| slice | queries | {name_a} | {name_b} | difference | {pct}% interval | p |",
              "|---|---:|---:|---:|---:|---|---:|"]
     for r in result.rows:
-        lines.append(f"| {r.slice} | {r.queries} | {r.a:.3f} | {r.b:.3f} | {100 * r.diff:+.1f} | "
-                     f"[{100 * r.lo:+.1f}, {100 * r.hi:+.1f}] | {_p(r.p_value)} |")
+        lines.append(f"| {r.slice} | {r.queries} | {r.a:.3f} | {r.b:.3f} | {_points(r.diff)} | "
+                     f"[{_points(r.lo)}, {_points(r.hi)}] | {_p(r.p_value)} |")
     return "\n".join(lines)
 
 
 def _p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _points(x: float) -> str:
+    return f"{round(100 * x, 1) + 0.0:+.1f}"  # + 0.0: no "-0.0"

@@ -4,9 +4,9 @@ teacher-labelled pairs, each evaluated next to the teacher — "more distilled d
 Pairs are sampled and labelled once, at the largest factor; each smaller factor trains on a uniform random
 subset of them (nested: x1 is part of x10), so the curve varies the amount of distilled data and nothing else.
 Every student gets the same epochs and budget; with several student seeds each is trained once per seed and the
-curve reports their mean (``curve-seeds.md``: every seed and the spread). Finished stages are reused when the command runs again. Beside
-the teacher, the curve shows the zero-shot model the students carry as a feature (when they carry one): distillation
-has earned its place only where a student beats it.
+curve reports their mean (``curve-seeds.md``: every seed and the spread). Finished stages are reused when the
+command runs again. Beside the teacher, the curve shows the zero-shot model the students carry as a feature (when
+they carry one): distillation has earned its place only where a student beats it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from searchrel.annotate.text import TextConfig
 from searchrel.baselines.embed import embed_predictions
@@ -45,6 +45,13 @@ class CurveConfig(BaseModel):
     # mean, curve-seeds.md each seed and the spread, the paired comparison each query's mean over the seeds;
     # None: the one seed of ``train``
     student_seeds: list[int] | None = None
+
+    @field_validator("student_seeds")
+    @classmethod
+    def _distinct(cls, seeds: list[int] | None) -> list[int] | None:
+        if seeds is not None and (not seeds or len(set(seeds)) != len(seeds)):
+            raise ValueError(f"student seeds must be distinct and at least one (got {seeds})")
+        return seeds
 
 
 def distilled_subset(labels, factor: float, n_human: int, seed: int):
@@ -84,8 +91,8 @@ def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, 
     notes: list[str] = []
     steps: list[str] = []
     seeds = cfg.student_seeds or [train_cfg.seed]
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"student seeds must differ (got {seeds})")
+    for stale in ("curve-seeds.md", "curve-seeds.json", "curve-paired.md", "curve-paired.json"):
+        (out / stale).unlink(missing_ok=True)  # an earlier run's: written again below where they apply
     runs = [("human labels only", None, "student-human")] + [(_factor(a), a, f"student-{_factor(a)}") for a in factors]
     for label, factor, name in runs:
         subset = None if factor is None else distilled_subset(labels, factor, n_human, cfg.sample.seed)
