@@ -20,6 +20,7 @@ from searchrel.cli import app
 from searchrel.data.synth import SynthConfig, build_world
 from searchrel.eval.evaluate import EvalConfig, evaluate
 from searchrel.experiments.common import write_outputs
+from searchrel.experiments.curve import write_paired
 from searchrel.report import CHARTS, build_report
 from searchrel.report.analysis import calibration, confusion
 from searchrel.report.sections import N_DISAGREEMENTS
@@ -120,9 +121,11 @@ def make_run(run) -> dict:
         ablation[f"teacher: {step}"] = evaluate(ds, graded_predictions(world, pairs, 1.0 - 0.5 * i, seed=10 + i), ev)
         ablation[f"BM25: {step}"] = evaluate(ds, bm25_predictions(ds, TextConfig(fields=fields), "test"), ev)
     write_outputs(run / "ablation", "ablation", ablation, "ablation", ["teacher: caption: 3-minute budget"])
-    curve = {f"student: {label}": evaluate(ds, graded_predictions(world, pairs, noise, seed=20 + i), ev)
-             for i, (label, noise) in enumerate([("human labels only", 2.0), ("x1", 1.5), ("x3", 1.2)])}
+    curve_preds = {label: graded_predictions(world, pairs, noise, seed=20 + i)
+                   for i, (label, noise) in enumerate([("human labels only", 2.0), ("x1", 1.5), ("x3", 1.2)])}
+    curve = {f"student: {label}": evaluate(ds, p, ev) for label, p in curve_preds.items()}
     write_outputs(run / "curve", "curve", curve | {"teacher": teacher}, "curve", ["student x1: 480 distilled pairs"])
+    write_paired(run / "curve", ds, curve_preds, "x3", "test", "ndcg@8")
 
     (run / "latency").mkdir()
     (run / "latency" / "latency.json").write_text(json.dumps({
@@ -184,6 +187,12 @@ def test_report_has_every_section_with_the_runs_numbers(built):
     for text in ("teacher: + title, description", "BM25: caption", "student: human labels only", "student: x1",
                  "Test CPU @ 2.0GHz", "40.0x", "p50 2.50 ms, p99 4.75 ms", "3-minute budget"):
         assert text in page, text
+    # the curve's paired comparison: the most distilled student against the human-only one, per slice
+    curve_part = page[page.index('id="curve"'):page.index('id="latency"') if 'id="latency"' in page else None]
+    paired = json.loads((run / "curve" / "curve-paired.json").read_text())["human labels only"]["rows"][0]
+    for text in ("student: x3 against each, paired per query", "<td>human labels only</td><td>all</td>",
+                 f"[{100 * paired['lo'] + 0.0:+.1f}, {100 * paired['hi'] + 0.0:+.1f}]"):
+        assert text in curve_part, text
     # the online experiment: arms with intervals, the interleaving preference, power, offline against online
     online = page[page.index('id="online"'):page.index('id="latency"')]
     for text in ("0.612 [0.601, 0.623]", "0.457 [0.446, 0.468]", "+0.343 [+0.312, +0.374]", "3,210", ">77<",

@@ -133,14 +133,16 @@ def markdown(result: PairedResult, name_a: str = "A", name_b: str = "B") -> str:
              "", f"| slice | queries | {name_a} | {name_b} | difference | {pct}% interval | p |",
              "|---|---:|---:|---:|---:|---|---:|"]
     for r in result.rows:
-        lines.append(f"| {r.slice} | {r.queries} | {r.a:.3f} | {r.b:.3f} | {_points(r.diff)} | "
-                     f"[{_points(r.lo)}, {_points(r.hi)}] | {_p(r.p_value)} |")
+        lines.append(f"| {r.slice} | {r.queries} | {r.a:.3f} | {r.b:.3f} | {points(r.diff)} | "
+                     f"[{points(r.lo)}, {points(r.hi)}] | {p_text(r.p_value)} |")
     return "\n".join(lines)
 
 
-def _p(p: float) -> str:
+def p_text(p: float) -> str:
+    """A p-value as the tables print it: three decimals, or "< 0.001"."""
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _points(x: float) -> str:
-    return f"{round(100 * x, 1) + 0.0:+.1f}"  # + 0.0: no "-0.0"
+def points(x: float) -> str:
+    """A difference of a [0, 1] metric in signed points (x 100, one decimal; never "-0.0")."""
+    return f"{round(100 * x, 1) + 0.0:+.1f}"

@@ -8,6 +8,7 @@ Layout read (every part but ``run.json`` optional)::
     eval/systems.json        split, main teacher and student, systems [{name, kind, predictions, metrics}]
     ablation/ablation.json   ``experiments.common.write_outputs``: {system: EvalResult, ..., "notes": [...]}
     curve/curve.json         the same format, for the amplification curve
+    curve/curve-paired.json  the most distilled student against the human-only student and the zero-shot model
     latency/latency.json     machine, rerank percentiles, query encoding, teacher/student throughput
     simulate/online.json     the online experiment: arms, languages, A/B, interleaving, offline vs online
 
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 
 from searchrel.data.dataset import Dataset, DatasetError, load_dataset
 from searchrel.eval.evaluate import EvalResult, read_predictions
+from searchrel.eval.paired import PairedResult
 from searchrel.layout import RunLayout
 
 # run.json says done/skipped/failed; a skipped stage is one whose inputs were unchanged, its output reused.
@@ -94,6 +96,7 @@ class Run:
     student: str | None = None
     ablation: Experiment | None = None
     curve: Experiment | None = None
+    curve_paired: dict[str, PairedResult] | None = None  # curve/curve-paired.json: the served student, paired
     latency: dict[str, Any] | None = None
     online: dict[str, Any] | None = None  # simulate/online.json
     problems: list[str] = field(default_factory=list)  # parts present but unreadable, said in the report
@@ -223,7 +226,16 @@ def _read_ablation(run: Run) -> None:
 
 
 def _read_curve(run: Run) -> None:
-    run.curve = _experiment(RunLayout(run.path).curve / "curve.json")
+    at = RunLayout(run.path).curve
+    run.curve = _experiment(at / "curve.json")
+    if (at / "curve-paired.json").is_file():  # runs before 2026-12-04 have none
+        data = _json(at / "curve-paired.json")
+        if not isinstance(data, dict):
+            raise ValueError("curve-paired.json: expected a JSON object")
+        try:
+            run.curve_paired = {name: PairedResult.model_validate(v) for name, v in data.items()}
+        except ValidationError as e:
+            raise ValueError(f"curve-paired.json: {describe(e)}") from None
 
 
 def _read_latency(run: Run) -> None:

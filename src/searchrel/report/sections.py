@@ -15,6 +15,7 @@ import pandas as pd
 
 from searchrel.eval.charts import bar_chart, line_chart
 from searchrel.eval.evaluate import EvalResult
+from searchrel.eval.paired import p_text, points
 from searchrel.eval.tables import HEADLINE
 from searchrel.report import analysis
 from searchrel.report import charts as C
@@ -370,6 +371,15 @@ def curve(run: Run, out: Path) -> Section:
                           out / "curve.png", f"student {metric_label(PRIMARY)} vs distilled data",
                           metric_label(PRIMARY), references=refs)
         sec.blocks.append(Figure(path, "amplification curve"))
+    if run.curve_paired and steps:
+        rows = [[other, r.slice, str(r.queries), points(r.diff), f"[{points(r.lo)}, {points(r.hi)}]", p_text(r.p_value)]
+                for other, res in run.curve_paired.items() for r in res.rows]
+        first = next(iter(run.curve_paired.values()))
+        sec.blocks.append(Table(["against", "slice", "queries", f"difference ({metric_label(first.metric)}, points)",
+                                 f"{round(first.level * 100)}% interval", "p"], rows, numeric={2, 3, 5},
+                                caption=f"student: {steps[-1]} against each, paired per query: the difference's "
+                                        "bootstrap interval over queries and a sign-flip randomization test "
+                                        "(curve/curve-paired.json)."))
     sec.blocks += _notes(run.curve.notes)
     return sec
 
