@@ -203,7 +203,9 @@ def test_paired_comparison_per_language_and_cli(tmp_path):
     p8 = compare_predictions(ds, good, rand, "all", "p@8", reps=500)
     assert p8.metric == "p@8"
     assert p8.rows[0].a == pytest.approx(evaluate(ds, good, EvalConfig(split="all")).overall["p@8"])
-    with pytest.raises(ValueError, match="ndcg@K or p@K"):
+    with pytest.raises(ValueError, match="ndcg@K, p@K or qwk"):
+        compare_predictions(ds, good, rand, "all", "auroc@>=3")
+    with pytest.raises(DatasetError, match="decoded grades"):  # scores only: no grades to compare
         compare_predictions(ds, good, rand, "all", "qwk")
 
     ds.save(tmp_path / "ds")
@@ -215,6 +217,12 @@ def test_paired_comparison_per_language_and_cli(tmp_path):
                                    "--out", str(out)])
     assert cli.exit_code == 0, cli.output
     assert "good against rand" in cli.output and "lang=de" in cli.output
+    (tmp_path / "other").mkdir()
+    rand.to_parquet(tmp_path / "other" / "good.parquet")  # the same name in another directory: told apart
+    same = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--predictions", str(tmp_path / "good.csv"),
+                                    "--split", "all", "--against", str(tmp_path / "other" / "good.parquet"),
+                                    "--reps", "200"])
+    assert same.exit_code == 0 and f"{tmp_path.name}/good against other/good" in same.output, same.output
     saved = json.loads((tmp_path / "m.paired.json").read_text())
     assert saved["rows"][0]["diff"] == pytest.approx(res.rows[0].diff) and saved["reps"] == 500
     bad = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--predictions", str(tmp_path / "good.csv"),
@@ -224,7 +232,9 @@ def test_paired_comparison_per_language_and_cli(tmp_path):
 
 def test_bootstrap_intervals_for_one_system(tmp_path):
     """eval.intervals: QWK from confusion matrices as metrics computes it, resamples as drawn, values as evaluate's."""
-    from searchrel.eval.intervals import _bootstrap, metric_intervals, qwk_from_counts
+    from searchrel.eval.intervals import metric_intervals
+    from searchrel.eval.metrics import qwk_from_counts
+    from searchrel.eval.paired import resampled_sums
 
     r = np.random.default_rng(0)
     for _ in range(5):
@@ -235,7 +245,7 @@ def test_bootstrap_intervals_for_one_system(tmp_path):
     assert qwk_from_counts(np.diag([5.0, 0, 0, 0])) == 0.0  # one grade only: undefined, 0 as metrics says
     rows = r.normal(size=(30, 2, 2))
     idx = np.random.default_rng(7).integers(0, 30, (5, 30))
-    assert np.allclose(_bootstrap(rows, 5, np.random.default_rng(7)), rows[idx].sum(1))
+    assert np.allclose(resampled_sums(rows, 5, np.random.default_rng(7)), rows[idx].sum(1))
 
     ds = _random_dataset()
     preds = _random_predictions(ds)
@@ -291,3 +301,47 @@ def test_mean_of_several_runs():
     other = evaluate(ds, _random_predictions(ds), EvalConfig(split="all")).model_copy(update={"split": "test"})
     with pytest.raises(ValueError, match="different splits"):
         mean_of([runs[0], other])
+
+
+def test_paired_qwk_swaps_grades_per_query(tmp_path):
+    """QWK compared through per-query confusion matrices: the point values are evaluate's, the randomization test
+    against exact enumeration of every swap pattern on a small set, and systems without grades are refused."""
+    import itertools
+
+    from searchrel.eval.metrics import qwk_from_counts
+    from searchrel.eval.paired import compare_predictions, confusion_by_query
+
+    ds = _random_dataset(n_queries=30)
+    labels = ds.judgments["label"].to_numpy()
+    r = np.random.default_rng(4)
+    near = np.clip(labels + r.integers(-1, 2, len(labels)), 1, 4)
+    good = ds.judgments[["query_id", "item_id"]].assign(score=0.0, grade=near)
+    bad = ds.judgments[["query_id", "item_id"]].assign(score=0.0, grade=r.integers(1, 5, len(labels)))
+    res = compare_predictions(ds, good, bad, "all", "qwk", reps=4_000)
+    ev_good, ev_bad = (evaluate(ds, p, EvalConfig(split="all")) for p in (good, bad))
+    row = res.rows[0]
+    assert row.a == pytest.approx(ev_good.overall["qwk"]) and row.b == pytest.approx(ev_bad.overall["qwk"])
+    assert res.rows[1].a == pytest.approx(ev_good.by_language["de"]["qwk"])
+    assert row.diff > 0.3 and row.lo <= row.diff <= row.hi and row.lo > 0 and row.p_value < 0.01
+    assert compare_predictions(ds, good, good, "all", "qwk", reps=300).rows[0].p_value == 1.0
+
+    # exact randomization p on the 10 German queries: all 2^10 swap patterns
+    de = ds.queries.loc[ds.queries["language"] == "de", "query_id"]
+    noisy = good.assign(grade=np.where(r.random(len(labels)) < 0.5, good["grade"], bad["grade"]))
+    j = ds.judgments.assign(pred_grade=noisy["grade"].to_numpy())
+    ca = np.stack(confusion_by_query(j[j["query_id"].isin(de)], [1, 2, 3, 4]).to_list())
+    j = ds.judgments.assign(pred_grade=bad["grade"].to_numpy())
+    cb = np.stack(confusion_by_query(j[j["query_id"].isin(de)], [1, 2, 3, 4]).to_list())
+    observed = abs(qwk_from_counts(ca.sum(0)) - qwk_from_counts(cb.sum(0)))
+    keep = np.array(list(itertools.product([0.0, 1.0], repeat=len(ca))))
+    sa = np.einsum("kq,qij->kij", keep, ca) + np.einsum("kq,qij->kij", 1 - keep, cb)
+    sb = np.einsum("kq,qij->kij", 1 - keep, ca) + np.einsum("kq,qij->kij", keep, cb)
+    exact = np.mean(np.abs(qwk_from_counts(sa) - qwk_from_counts(sb)) >= observed - 1e-12)
+    german = compare_predictions(ds, noisy, bad, "all", "qwk", reps=20_000).rows[1]
+    assert german.slice == "lang=de" and german.p_value == pytest.approx(exact, abs=0.01)
+    from searchrel.eval.paired import markdown
+
+    table = markdown(res, "good", "bad")
+    assert "difference in kappa" in table and f"| {row.diff:+.3f} |" in table
+    with pytest.raises(DatasetError, match="decoded grades"):
+        compare_predictions(ds, good.drop(columns="grade"), bad, "all", "qwk")

@@ -32,7 +32,7 @@ def eval_cmd(
     against: Path | None = typer.Option(None, help="a second system (a model directory or a predictions file): "
                                         "also print the paired difference per language, with a bootstrap interval "
                                         "over queries and a randomization test"),
-    metric: str = typer.Option("ndcg@8", help="the metric --against compares: ndcg@K or p@K"),
+    metric: str = typer.Option("ndcg@8", help="the metric --against compares: ndcg@K, p@K or qwk (decoded grades)"),
     reps: int = typer.Option(10_000, min=100, help="bootstrap and randomization resamples (--against, --intervals)"),
     intervals: bool = typer.Option(False, help="also print NDCG@8 and QWK per language with 95% bootstrap intervals "
                                    "over queries"),
@@ -60,6 +60,8 @@ def eval_cmd(
         from searchrel.eval.paired import compare_predictions, markdown
 
         other, other_name = _system(ds, against, split, is_model=against.is_dir())
+        if other_name == name:  # two runs' student-x10, say: tell them apart by their parent directories
+            name, other_name = f"{(model or predictions).parent.name}/{name}", f"{against.parent.name}/{other_name}"
         paired = compare_predictions(ds, preds, other, split, metric, reps)
         console.print(markdown(paired, name, other_name), markup=False, soft_wrap=True)
         if out:

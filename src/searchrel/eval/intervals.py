@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 from searchrel.data.dataset import Dataset, DatasetError
 from searchrel.eval.evaluate import attach_predictions
-from searchrel.eval.online import CHUNK
-from searchrel.eval.paired import per_query
+from searchrel.eval.metrics import qwk_from_counts
+from searchrel.eval.paired import confusion_by_query, per_query, resampled_sums
 
 
 class IntervalRow(BaseModel):
@@ -37,33 +37,6 @@ class IntervalResult(BaseModel):
     rows: list[IntervalRow]
 
 
-def qwk_from_counts(counts: np.ndarray) -> np.ndarray:
-    """Quadratic weighted kappa of confusion matrices ``[..., n, n]`` (rows: true grade, columns: predicted; grades
-    in scale order) — ``metrics.quadratic_weighted_kappa`` for many matrices at once; 0 where it is undefined."""
-    counts = np.asarray(counts, dtype=float)
-    n = counts.shape[-1]
-    total = counts.sum((-2, -1), keepdims=True)
-    expected = counts.sum(-1, keepdims=True) * counts.sum(-2, keepdims=True) / np.maximum(total, 1e-12)
-    weights = (np.subtract.outer(np.arange(n), np.arange(n)) ** 2) / (n - 1) ** 2
-    observed_cost, expected_cost = (weights * counts).sum((-2, -1)), (weights * expected).sum((-2, -1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(expected_cost > 0, 1 - observed_cost / np.where(expected_cost > 0, expected_cost, 1), 0.0)
-
-
-def _bootstrap(stat_rows: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
-    """``[reps, ...]``: the column sums of ``stat_rows`` (one row per query) over ``reps`` resamples of its rows."""
-    n = len(stat_rows)
-    flat = stat_rows.reshape(n, -1)
-    out = np.empty((reps, flat.shape[1]))
-    for start in range(0, reps, CHUNK):
-        m = min(CHUNK, reps - start)
-        idx = rng.integers(0, n, (m, n))
-        weights = np.zeros((m, n))
-        np.add.at(weights, (np.repeat(np.arange(m), n), idx.ravel()), 1.0)
-        out[start:start + m] = weights @ flat
-    return out.reshape((reps,) + stat_rows.shape[1:])
-
-
 def metric_intervals(ds: Dataset, preds: pd.DataFrame, split: str = "test", k: int = 8, reps: int = 10_000,
                      seed: int = 0, level: float = 0.95) -> IntervalResult:
     """NDCG@k and, where the predictions carry grades, QWK, each with its bootstrap interval over queries: one slice
@@ -75,25 +48,19 @@ def metric_intervals(ds: Dataset, preds: pd.DataFrame, split: str = "test", k: i
         raise DatasetError(f"split {split!r} has no judged pairs")
     ndcg = per_query(ds, preds, split, f"ndcg@{k}").set_index("query_id")["value"]
     grades = list(ds.info.scale.grades)
-    position = {g: i for i, g in enumerate(grades)}
     tail = (1 - level) / 2 * 100
     rows = []
     for name, g in [("all", df)] + [(f"lang={lang}", s) for lang, s in df.groupby("language", sort=True)]:
         rng = np.random.default_rng(seed)
         values = ndcg.reindex(g["query_id"].unique()).dropna().to_numpy()
         if len(values):
-            means = _bootstrap(values[:, None], reps, rng)[:, 0] / len(values)
+            means = resampled_sums(values[:, None], reps, rng)[:, 0] / len(values)
             lo, hi = np.percentile(means, [tail, 100 - tail])
             rows.append(IntervalRow(slice=name, metric=f"ndcg@{k}", queries=len(values), value=float(values.mean()),
                                     lo=float(lo), hi=float(hi)))
         if "pred_grade" in g.columns:
-            true = g["label"].map(position).to_numpy()
-            pred = g["pred_grade"].map(position).to_numpy()
-            qid = pd.factorize(g["query_id"])[0]
-            n = len(grades)
-            counts = np.zeros((qid.max() + 1, n, n))
-            np.add.at(counts, (qid, true, pred), 1.0)
-            kappas = qwk_from_counts(_bootstrap(counts, reps, rng))
+            counts = np.stack(confusion_by_query(g, grades).to_list())
+            kappas = qwk_from_counts(resampled_sums(counts, reps, rng))
             lo, hi = np.percentile(kappas, [tail, 100 - tail])
             rows.append(IntervalRow(slice=name, metric="qwk", queries=len(counts),
                                     value=float(qwk_from_counts(counts.sum(0))), lo=float(lo), hi=float(hi)))

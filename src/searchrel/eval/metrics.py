@@ -56,6 +56,19 @@ def quadratic_weighted_kappa(y_true: np.ndarray, y_pred: np.ndarray, grades: lis
     return float(1 - (weights * observed).sum() / denom) if denom > 0 else 0.0
 
 
+def qwk_from_counts(counts: np.ndarray) -> np.ndarray:
+    """``quadratic_weighted_kappa`` of confusion matrices ``[..., n, n]`` (rows: true grade, columns: predicted, in
+    scale order), many at once — for bootstrap and randomization resamples; 0 where it is undefined."""
+    counts = np.asarray(counts, dtype=float)
+    n = counts.shape[-1]
+    total = counts.sum((-2, -1), keepdims=True)
+    expected = counts.sum(-1, keepdims=True) * counts.sum(-2, keepdims=True) / np.maximum(total, 1e-12)
+    weights = (np.subtract.outer(np.arange(n), np.arange(n)) ** 2) / (n - 1) ** 2
+    observed_cost, expected_cost = (weights * counts).sum((-2, -1)), (weights * expected).sum((-2, -1))
+    safe = np.where(expected_cost > 0, expected_cost, 1.0)
+    return np.where(expected_cost > 0, 1 - observed_cost / safe, 0.0)
+
+
 def auroc(positive: np.ndarray, score: np.ndarray) -> float | None:
     """Area under the ROC curve via the rank statistic (ties count half); None if a class is missing."""
     positive = np.asarray(positive, dtype=bool)

@@ -9,6 +9,9 @@ Conventions (stated once, used by ``searchrel eval --against`` and its tests):
   randomization test (each query's difference keeps or flips its sign at random: Fisher's sign-flip test, the test
   Smucker, Allan and Carterette, *A comparison of statistical significance tests for information retrieval
   evaluation*, CIKM 2007, recommend), ``(1 + #{|mean(flipped)| >= |mean(observed)|}) / (1 + reps)``.
+- QWK, pooled over pairs, is compared the same way through each query's confusion matrix: a bootstrap resample
+  pools the drawn queries' pairs for both systems (the same draws), and the randomization test swaps the two
+  systems' grades query by query — the exchange the null hypothesis allows. Its differences are in kappa, not points.
 - A slice (a language) is tested on its own queries; nothing corrects for testing several slices at once.
 - A system given as several runs (student seeds) is compared through each query's mean over its runs: the interval
   and the test then treat those runs as fixed — they say how sure the difference between *these* students is on new
@@ -30,6 +33,7 @@ from pydantic import BaseModel
 from searchrel.data.dataset import Dataset, DatasetError
 from searchrel.eval import metrics as M
 from searchrel.eval.evaluate import attach_predictions
+from searchrel.eval.metrics import qwk_from_counts
 from searchrel.eval.online import CHUNK
 
 
@@ -59,7 +63,7 @@ def per_query(ds: Dataset, preds: pd.DataFrame, split: str, metric: str = "ndcg@
     whose metric is undefined (NDCG with no relevant candidate) are left out, as in ``evaluate``."""
     kind, _, k = metric.partition("@")
     if kind not in ("ndcg", "p") or not k.isdigit() or int(k) < 1:
-        raise ValueError(f"metric {metric!r}: give ndcg@K or p@K (e.g. ndcg@8)")
+        raise ValueError(f"metric {metric!r}: give ndcg@K, p@K or qwk (e.g. ndcg@8)")
     k = int(k)
     df, _ = attach_predictions(ds, preds, split)
     if df.empty:
@@ -72,6 +76,30 @@ def per_query(ds: Dataset, preds: pd.DataFrame, split: str, metric: str = "ndcg@
         if value is not None:
             rows.append((qid, g["language"].iloc[0], value))
     return pd.DataFrame(rows, columns=["query_id", "language", "value"])
+
+
+def resampled_sums(rows: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """``[reps, ...]``: sums of ``rows`` (one per query, any shape) over ``reps`` bootstrap resamples of the rows."""
+    n = len(rows)
+    flat = rows.reshape(n, -1)
+    out = np.empty((reps, flat.shape[1]))
+    for start in range(0, reps, CHUNK):
+        m = min(CHUNK, reps - start)
+        weights = np.zeros((m, n))
+        np.add.at(weights, (np.repeat(np.arange(m), n), rng.integers(0, n, (m, n)).ravel()), 1.0)
+        out[start:start + m] = weights @ flat
+    return out.reshape((reps,) + rows.shape[1:])
+
+
+def confusion_by_query(df: pd.DataFrame, grades: list[int]) -> pd.Series:
+    """Each query's confusion matrix ``[n_grades, n_grades]`` (true grade by predicted, scale order) of joined pairs
+    with ``label`` and ``pred_grade``, indexed by query_id in order of appearance."""
+    position = {g: i for i, g in enumerate(grades)}
+    true, pred = df["label"].map(position).to_numpy(), df["pred_grade"].map(position).to_numpy()
+    qid, queries = pd.factorize(df["query_id"])
+    counts = np.zeros((len(queries), len(grades), len(grades)))
+    np.add.at(counts, (qid, true, pred), 1.0)
+    return pd.Series(list(counts), index=queries)
 
 
 def paired_test(diffs: np.ndarray, reps: int = 10_000, seed: int = 0,
@@ -111,7 +139,10 @@ def compare_predictions(ds: Dataset, a: pd.DataFrame | list[pd.DataFrame], b: pd
                         split: str = "test", metric: str = "ndcg@8", reps: int = 10_000, seed: int = 0,
                         level: float = 0.95) -> PairedResult:
     """A against B on ``split``: one row for all queries, then one per query language. A system given as a list of
-    prediction tables (runs of it: seeds) is its per-query mean over them."""
+    prediction tables (runs of it: seeds) is its per-query mean over them. ``metric`` ``qwk`` compares the systems'
+    decoded grades (both need them)."""
+    if metric == "qwk":
+        return _compare_qwk(ds, a, b, split, reps, seed, level)
     qa, qb = _per_query_mean(ds, a, split, metric), _per_query_mean(ds, b, split, metric)
     both = qa.merge(qb[["query_id", "value"]], on="query_id", suffixes=("_a", "_b"))
     if both.empty:
@@ -125,16 +156,68 @@ def compare_predictions(ds: Dataset, a: pd.DataFrame | list[pd.DataFrame], b: pd
     return PairedResult(metric=metric, split=split, reps=reps, level=level, rows=rows)
 
 
+def _confusions(ds: Dataset, runs: pd.DataFrame | list[pd.DataFrame], split: str) -> pd.DataFrame:
+    """``query_id, language, counts``: each query's confusion matrix, the mean over a system's runs."""
+    runs = [runs] if isinstance(runs, pd.DataFrame) else list(runs)
+    if not runs:
+        raise ValueError("a system needs at least one run of predictions")
+    grades = list(ds.info.scale.grades)
+    per_run = []
+    for r in runs:
+        df, _ = attach_predictions(ds, r, split)
+        if "pred_grade" not in df.columns:
+            raise DatasetError("qwk compares decoded grades: give both systems p_<grade> columns or a grade column")
+        per_run.append(confusion_by_query(df, grades))
+        language = df.groupby("query_id", sort=False)["language"].first()
+    common = per_run[0].index
+    for other in per_run[1:]:
+        common = common.intersection(other.index, sort=False)
+    return pd.DataFrame({"query_id": common, "language": language.reindex(common).to_numpy(),
+                         "counts": [np.mean([c[q] for c in per_run], 0) for q in common]})
+
+
+def _compare_qwk(ds: Dataset, a, b, split: str, reps: int, seed: int, level: float) -> PairedResult:
+    if reps < 1 or not 0 < level < 1:
+        raise ValueError(f"reps must be positive and level in (0, 1) (got {reps}, {level})")
+    both = _confusions(ds, a, split).merge(_confusions(ds, b, split)[["query_id", "counts"]], on="query_id",
+                                           suffixes=("_a", "_b"))
+    if both.empty:
+        raise DatasetError(f"the two systems share no scored query on split {split!r}")
+    tail = (1 - level) / 2 * 100
+    rows = []
+    for name, g in [("all", both)] + [(f"lang={lang}", s) for lang, s in both.groupby("language", sort=True)]:
+        rng = np.random.default_rng(seed)
+        ca, cb = np.stack(g["counts_a"].to_list()), np.stack(g["counts_b"].to_list())
+        ka, kb = float(qwk_from_counts(ca.sum(0))), float(qwk_from_counts(cb.sum(0)))
+        boot = resampled_sums(np.stack([ca, cb], 1), reps, rng)  # the same query draws for both systems
+        diffs = qwk_from_counts(boot[:, 0]) - qwk_from_counts(boot[:, 1])
+        n, flat_a, flat_b = len(ca), ca.reshape(len(ca), -1), cb.reshape(len(cb), -1)
+        extreme = 0
+        for start in range(0, reps, CHUNK):
+            m = min(CHUNK, reps - start)
+            keep = rng.integers(0, 2, (m, n)).astype(float)  # 1: the query's grades stay, 0: the systems swap them
+            sa = (keep @ flat_a + (1 - keep) @ flat_b).reshape((m,) + ca.shape[1:])
+            sb = ((1 - keep) @ flat_a + keep @ flat_b).reshape((m,) + ca.shape[1:])
+            extreme += int((np.abs(qwk_from_counts(sa) - qwk_from_counts(sb)) >= abs(ka - kb) - 1e-12).sum())
+        lo, hi = np.percentile(diffs, [tail, 100 - tail])
+        rows.append(PairedRow(slice=name, queries=n, a=ka, b=kb, diff=ka - kb, lo=float(lo), hi=float(hi),
+                              p_value=(1 + extreme) / (1 + reps)))
+    return PairedResult(metric="qwk", split=split, reps=reps, level=level, rows=rows)
+
+
 def markdown(result: PairedResult, name_a: str = "A", name_b: str = "B") -> str:
     """The comparison as a Markdown table, differences in points (×100)."""
     pct = round(result.level * 100)
-    lines = [f"{name_a} against {name_b}, {result.metric} on the {result.split} split; difference in points with its "
-             f"{pct}% bootstrap interval over queries, two-sided paired randomization p ({result.reps:,} resamples)",
+    kappa = result.metric == "qwk"
+    fmt = (lambda x: f"{round(x, 3) + 0.0:+.3f}") if kappa else points
+    lines = [f"{name_a} against {name_b}, {result.metric} on the {result.split} split; difference "
+             f"{'in kappa' if kappa else 'in points'} with its {pct}% bootstrap interval over queries, two-sided "
+             f"paired randomization p ({result.reps:,} resamples)",
              "", f"| slice | queries | {name_a} | {name_b} | difference | {pct}% interval | p |",
              "|---|---:|---:|---:|---:|---|---:|"]
     for r in result.rows:
-        lines.append(f"| {r.slice} | {r.queries} | {r.a:.3f} | {r.b:.3f} | {points(r.diff)} | "
-                     f"[{points(r.lo)}, {points(r.hi)}] | {p_text(r.p_value)} |")
+        lines.append(f"| {r.slice} | {r.queries} | {r.a:.3f} | {r.b:.3f} | {fmt(r.diff)} | "
+                     f"[{fmt(r.lo)}, {fmt(r.hi)}] | {p_text(r.p_value)} |")
     return "\n".join(lines)
 
 

@@ -156,7 +156,7 @@ def write_paired(out: Path, ds: Dataset, predictions: dict, top: str, split: str
     entries of ``predictions``: the smaller students are left out), paired per query with bootstrap intervals. Each
     entry is a prediction table or a list of them (seeds), compared through each query's mean over the list."""
     if metric.partition("@")[0] not in ("ndcg", "p"):
-        return  # paired intervals are per-query metrics: a pooled one (QWK, AUROC) has none
+        return  # the curve is compared by a per-query metric: QWK needs grades the zero-shot model has not
     others = [name for name in predictions if name == "human labels only" or name.startswith("zero-shot")]
     try:
         compared = {name: compare_predictions(ds, predictions[top], predictions[name], split, metric)
