@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from searchrel.data.dataset import Dataset, DatasetError
 from searchrel.eval.evaluate import attach_predictions
 from searchrel.eval.metrics import qwk_from_counts
-from searchrel.eval.paired import confusion_by_query, per_query, resampled_sums
+from searchrel.eval.paired import check_resampling, confusion_by_query, query_values, resampled_sums
 
 
 class IntervalRow(BaseModel):
@@ -41,12 +41,11 @@ def metric_intervals(ds: Dataset, preds: pd.DataFrame, split: str = "test", k: i
                      seed: int = 0, level: float = 0.95) -> IntervalResult:
     """NDCG@k and, where the predictions carry grades, QWK, each with its bootstrap interval over queries: one slice
     for all queries, then one per query language."""
-    if reps < 1 or not 0 < level < 1:
-        raise ValueError(f"reps must be positive and level in (0, 1) (got {reps}, {level})")
+    check_resampling(reps, level)
     df, _ = attach_predictions(ds, preds, split)
     if df.empty:
         raise DatasetError(f"split {split!r} has no judged pairs")
-    ndcg = per_query(ds, preds, split, f"ndcg@{k}").set_index("query_id")["value"]
+    ndcg = query_values(ds, df, f"ndcg@{k}").set_index("query_id")["value"]
     grades = list(ds.info.scale.grades)
     tail = (1 - level) / 2 * 100
     rows = []

@@ -49,16 +49,13 @@ def quadratic_weighted_kappa(y_true: np.ndarray, y_pred: np.ndarray, grades: lis
     """Cohen's kappa with quadratic weights over the full scale."""
     n = len(grades)
     t, p = _grade_index(y_true, grades), _grade_index(y_pred, grades)
-    observed = np.bincount(t * n + p, minlength=n * n).reshape(n, n).astype(float)
-    expected = np.outer(observed.sum(1), observed.sum(0)) / max(len(t), 1)
-    weights = (np.subtract.outer(np.arange(n), np.arange(n)) ** 2) / (n - 1) ** 2
-    denom = (weights * expected).sum()
-    return float(1 - (weights * observed).sum() / denom) if denom > 0 else 0.0
+    return float(qwk_from_counts(np.bincount(t * n + p, minlength=n * n).reshape(n, n)))
 
 
 def qwk_from_counts(counts: np.ndarray) -> np.ndarray:
-    """``quadratic_weighted_kappa`` of confusion matrices ``[..., n, n]`` (rows: true grade, columns: predicted, in
-    scale order), many at once — for bootstrap and randomization resamples; 0 where it is undefined."""
+    """Quadratic weighted kappa of confusion matrices ``[..., n, n]`` (rows: true grade, columns: predicted, in scale
+    order), many at once — ``quadratic_weighted_kappa`` for one, bootstrap and randomization resamples for many; 0
+    where it is undefined (no expected disagreement)."""
     counts = np.asarray(counts, dtype=float)
     n = counts.shape[-1]
     total = counts.sum((-2, -1), keepdims=True)

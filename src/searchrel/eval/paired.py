@@ -61,13 +61,18 @@ class PairedResult(BaseModel):
 def per_query(ds: Dataset, preds: pd.DataFrame, split: str, metric: str = "ndcg@8") -> pd.DataFrame:
     """``query_id, language, value``: one system's per-query ``metric`` (``ndcg@K`` or ``p@K``) on ``split``; queries
     whose metric is undefined (NDCG with no relevant candidate) are left out, as in ``evaluate``."""
+    df, _ = attach_predictions(ds, preds, split)
+    if df.empty:
+        raise DatasetError(f"split {split!r} has no judged pairs to compare on")
+    return query_values(ds, df, metric)
+
+
+def query_values(ds: Dataset, df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``per_query`` of predictions already joined onto their judged pairs (``evaluate.attach_predictions``)."""
     kind, _, k = metric.partition("@")
     if kind not in ("ndcg", "p") or not k.isdigit() or int(k) < 1:
         raise ValueError(f"metric {metric!r}: give ndcg@K, p@K or qwk (e.g. ndcg@8)")
     k = int(k)
-    df, _ = attach_predictions(ds, preds, split)
-    if df.empty:
-        raise DatasetError(f"split {split!r} has no judged pairs to compare on")
     rows = []
     for qid, g in df.groupby("query_id", sort=True):
         lab, sc, ids = g["label"].to_numpy(), g["score"].to_numpy(), g["item_id"].to_numpy()
@@ -76,6 +81,12 @@ def per_query(ds: Dataset, preds: pd.DataFrame, split: str, metric: str = "ndcg@
         if value is not None:
             rows.append((qid, g["language"].iloc[0], value))
     return pd.DataFrame(rows, columns=["query_id", "language", "value"])
+
+
+def check_resampling(reps: int, level: float) -> None:
+    """A clear error for a resample count or an interval level that cannot work."""
+    if reps < 1 or not 0 < level < 1:
+        raise ValueError(f"reps must be positive and level in (0, 1) (got {reps}, {level})")
 
 
 def resampled_sums(rows: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
@@ -109,8 +120,7 @@ def paired_test(diffs: np.ndarray, reps: int = 10_000, seed: int = 0,
     d = np.asarray(diffs, dtype=float)
     if d.ndim != 1 or len(d) == 0:
         raise ValueError("paired_test needs a non-empty 1-d array of per-query differences")
-    if reps < 1 or not 0 < level < 1:
-        raise ValueError(f"reps must be positive and level in (0, 1) (got {reps}, {level})")
+    check_resampling(reps, level)
     rng = np.random.default_rng(seed)
     n, observed = len(d), abs(d.mean())
     boot = np.empty(reps)
@@ -177,8 +187,7 @@ def _confusions(ds: Dataset, runs: pd.DataFrame | list[pd.DataFrame], split: str
 
 
 def _compare_qwk(ds: Dataset, a, b, split: str, reps: int, seed: int, level: float) -> PairedResult:
-    if reps < 1 or not 0 < level < 1:
-        raise ValueError(f"reps must be positive and level in (0, 1) (got {reps}, {level})")
+    check_resampling(reps, level)
     both = _confusions(ds, a, split).merge(_confusions(ds, b, split)[["query_id", "counts"]], on="query_id",
                                            suffixes=("_a", "_b"))
     if both.empty:

@@ -239,8 +239,7 @@ class Run:
                 self._evaluate(load_scorer(model).predict(self.dataset(), self.split), stem, where)
             results[name] = EvalResult.model_validate_json((d / f"metrics-{stem}.json").read_text())
             paths[name] = d / f"predictions-{stem}.parquet"
-            entries.append({"name": name, "kind": kind,
-                            "predictions": os.path.relpath(d / f"predictions-{stem}.parquet", where),
+            entries.append({"name": name, "kind": kind, "predictions": os.path.relpath(paths[name], where),
                             "metrics": os.path.relpath(d / f"metrics-{stem}.json", where)})
         teacher = next(n for n, k, _, _ in self.systems() if k == "teacher")
         student = f"student: {factor_name(self.cfg.distill.amplifications[-1])}"
