@@ -228,6 +228,12 @@ def test_paired_comparison_per_language_and_cli(tmp_path):
     bad = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--predictions", str(tmp_path / "good.csv"),
                                    "--split", "all", "--against", str(tmp_path / "none.csv")])
     assert bad.exit_code == 2 and "no such predictions file" in bad.output
+    alone = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--predictions", str(tmp_path / "good.csv"),
+                                     "--metric", "qwk"])
+    assert alone.exit_code == 2 and "give --against" in alone.output  # not ignored silently
+    alone = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "ds"), "--predictions", str(tmp_path / "good.csv"),
+                                     "--reps", "500"])
+    assert alone.exit_code == 2 and "give one of them" in alone.output
 
 
 def test_bootstrap_intervals_for_one_system(tmp_path):

@@ -40,6 +40,10 @@ def eval_cmd(
     """Evaluate a model, or any system's predictions, on a dataset's judged pairs (like trec_eval)."""
     if (predictions is None) == (model is None):
         raise ValueError("give exactly one of --predictions FILE or --model DIR")
+    if against is None and metric != "ndcg@8":
+        raise ValueError(f"--metric {metric} chooses what --against compares: give --against SYSTEM too")
+    if against is None and not intervals and reps != 10_000:
+        raise ValueError("--reps sets the resamples of --against and --intervals: give one of them too")
     ds = load_dataset(data)
     preds, name = _system(ds, model or predictions, split, is_model=model is not None)
     result = evaluate(ds, preds, EvalConfig(ks=k, split=split))
