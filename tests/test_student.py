@@ -248,9 +248,9 @@ def test_head_settings_out_of_range_are_refused(world, tmp_path):
     curve = ["distill", "curve", str(world.path), "--teacher", str(tmp_path / "t"), "--out", str(tmp_path / "c")]
     r = runner.invoke(app, curve + ["--human-weight", "-1"])
     assert r.exit_code == 2 and "human_weight" in r.output and not (tmp_path / "c").exists()
-    for bad in ("0,one", "0,0"):
+    for bad, says in (("0,one", "comma-separated"), ("0,0", "distinct")):
         r = runner.invoke(app, curve + ["--student-seed", bad])
-        assert r.exit_code == 2 and "comma-separated" in r.output and not (tmp_path / "c").exists()
+        assert r.exit_code == 2 and says in r.output and not (tmp_path / "c").exists()
 
 
 def test_curve_over_student_seeds_reports_their_mean(world, tiny_bert, tmp_path):

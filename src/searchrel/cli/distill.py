@@ -122,12 +122,12 @@ def curve_cmd(
 
     ds = load_dataset(dataset)
     seeds = None
-    if student_seed is not None:
+    if student_seed is not None:  # CurveConfig refuses repeated seeds
         try:
             seeds = [int(x) for x in student_seed.split(",") if x.strip()]
         except ValueError:
             seeds = []
-        if not seeds or len(set(seeds)) != len(seeds):
+        if not seeds:
             raise typer.BadParameter(f"{student_seed!r}: give an integer seed or several distinct ones, "
                                      "comma-separated (0,1,2)", param_hint="--student-seed")
     update = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes, "head_epochs": head_epochs,
@@ -139,7 +139,7 @@ def curve_cmd(
     train = StudentTrainConfig.model_validate({**update, "student": student})  # validated: a bad value is refused
     cfg = CurveConfig(amplifications=[float(a) for a in amplifications.split(",") if a], train=train, split=split,
                       label=LabelConfig(backend=backend), sample=SampleConfig(pseudo_queries=_pseudo(pseudo_queries)),
-                      student_seeds=seeds if seeds and len(seeds) > 1 else None)
+                      student_seeds=seeds)
     results = curve(ds, teacher, out, cfg)
     console.print(rich_table(results, title=f"amplification curve ({split} split)", breakdown=False))
     console.print(f"-> {out / 'curve.md'}, {out / 'curve.json'}, {out / 'curve.png'}, {out / 'curve-line.png'}")

@@ -127,6 +127,24 @@ def attach_predictions(ds: Dataset, preds: pd.DataFrame, split: str,
     return merged.drop(columns="_merge"), unjudged
 
 
+def ranking_metric(metric: str) -> tuple[str, int]:
+    """``("ndcg", K)`` or ``("p", K)`` from ``ndcg@K`` / ``p@K``; a clear error for anything else."""
+    kind, _, k = metric.partition("@")
+    if kind not in ("ndcg", "p") or not k.isdigit() or int(k) < 1:
+        raise ValueError(f"metric {metric!r}: give ndcg@K, p@K or qwk (e.g. ndcg@8)")
+    return kind, int(k)
+
+
+def query_metric(g: pd.DataFrame, ds: Dataset, metric: str) -> float | None:
+    """One query's ``ndcg@K`` or ``p@K`` from its joined pairs (``label``, ``score``, ``item_id``); None where the
+    metric is undefined (NDCG of a query without a relevant candidate)."""
+    kind, k = ranking_metric(metric)
+    lab, sc, ids = g["label"].to_numpy(), g["score"].to_numpy(), g["item_id"].to_numpy()
+    if kind == "ndcg":
+        return M.ndcg_at_k(lab, sc, ids, k, ds.info.scale.min)
+    return M.precision_at_k(lab, sc, ids, k, ds.info.relevant_min)
+
+
 def compute_metrics(df: pd.DataFrame, ds: Dataset, config: EvalConfig) -> dict[str, float | None]:
     """All metrics over one group of joined pairs (``label``, ``score``, optional ``pred_grade``)."""
     scale = ds.info.scale
@@ -142,16 +160,13 @@ def compute_metrics(df: pd.DataFrame, ds: Dataset, config: EvalConfig) -> dict[s
         out["accuracy"] = out["macro_f1"] = out["qwk"] = None
     for t in scale.grades[1:]:
         out[f"auroc@>={t}"] = M.auroc(labels >= t, score)
-    per_query: dict[str, list[float]] = {f"ndcg@{k}": [] for k in config.ks}
-    per_query[f"p@{config.precision_k}"] = []
+    names = [f"ndcg@{k}" for k in config.ks] + [f"p@{config.precision_k}"]
+    per_query: dict[str, list[float]] = {name: [] for name in names}
     for _, g in df.groupby("query_id", sort=False):
-        lab, sc, ids = g["label"].to_numpy(), g["score"].to_numpy(), g["item_id"].to_numpy()
-        for k in config.ks:
-            v = M.ndcg_at_k(lab, sc, ids, k, scale.min)
+        for name in names:
+            v = query_metric(g, ds, name)
             if v is not None:
-                per_query[f"ndcg@{k}"].append(v)
-        per_query[f"p@{config.precision_k}"].append(M.precision_at_k(lab, sc, ids, config.precision_k,
-                                                                     ds.info.relevant_min))
+                per_query[name].append(v)
     for key, values in per_query.items():
         out[key] = float(np.mean(values)) if values else None
     out["n_queries"] = float(df["query_id"].nunique())

@@ -31,8 +31,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from searchrel.data.dataset import Dataset, DatasetError
-from searchrel.eval import metrics as M
-from searchrel.eval.evaluate import attach_predictions
+from searchrel.eval.evaluate import attach_predictions, query_metric, ranking_metric
 from searchrel.eval.metrics import qwk_from_counts
 from searchrel.eval.online import CHUNK
 
@@ -69,15 +68,10 @@ def per_query(ds: Dataset, preds: pd.DataFrame, split: str, metric: str = "ndcg@
 
 def query_values(ds: Dataset, df: pd.DataFrame, metric: str) -> pd.DataFrame:
     """``per_query`` of predictions already joined onto their judged pairs (``evaluate.attach_predictions``)."""
-    kind, _, k = metric.partition("@")
-    if kind not in ("ndcg", "p") or not k.isdigit() or int(k) < 1:
-        raise ValueError(f"metric {metric!r}: give ndcg@K, p@K or qwk (e.g. ndcg@8)")
-    k = int(k)
+    ranking_metric(metric)  # a clear error for a bad metric, even with no rows
     rows = []
     for qid, g in df.groupby("query_id", sort=True):
-        lab, sc, ids = g["label"].to_numpy(), g["score"].to_numpy(), g["item_id"].to_numpy()
-        value = (M.ndcg_at_k(lab, sc, ids, k, ds.info.scale.min) if kind == "ndcg"
-                 else M.precision_at_k(lab, sc, ids, k, ds.info.relevant_min))
+        value = query_metric(g, ds, metric)
         if value is not None:
             rows.append((qid, g["language"].iloc[0], value))
     return pd.DataFrame(rows, columns=["query_id", "language", "value"])
