@@ -258,13 +258,15 @@ def test_bootstrap_intervals_for_one_system(tmp_path):
     res = metric_intervals(ds, preds, split="all", reps=2_000)
     ev = evaluate(ds, preds, EvalConfig(split="all"))
     got = {(row.slice, row.metric): row for row in res.rows}
-    assert set(got) == {(s, m) for s in ("all", "lang=de", "lang=en") for m in ("ndcg@8", "qwk")}
+    metrics = ("ndcg@8", "qwk") + tuple(f"auroc@>={t}" for t in ds.info.scale.grades[1:])
+    assert set(got) == {(s, m) for s in ("all", "lang=de", "lang=en") for m in metrics}
     for (slice_, metric), row in got.items():
         expected = ev.overall if slice_ == "all" else ev.by_language[slice_.removeprefix("lang=")]
         assert row.value == pytest.approx(expected[metric]) and row.lo <= row.value <= row.hi
     assert got[("all", "qwk")].hi - got[("all", "qwk")].lo < got[("lang=de", "qwk")].hi - got[("lang=de", "qwk")].lo
     ranking_only = ds.judgments[["query_id", "item_id"]].assign(score=r.normal(size=len(ds.judgments)))
-    assert {row.metric for row in metric_intervals(ds, ranking_only, "all", reps=200).rows} == {"ndcg@8"}
+    assert {row.metric for row in metric_intervals(ds, ranking_only, "all", reps=200).rows} == {"ndcg@8"} | {
+        f"auroc@>={t}" for t in ds.info.scale.grades[1:]}
 
     ds.save(tmp_path / "ds")
     preds.to_csv(tmp_path / "p.csv", index=False)
@@ -274,6 +276,26 @@ def test_bootstrap_intervals_for_one_system(tmp_path):
     assert "| all | qwk | 30 |" in cli.output
     saved = json.loads((tmp_path / "m.intervals.json").read_text())
     assert saved["reps"] == 500 and saved["rows"][0]["value"] == pytest.approx(ev.overall["ndcg@8"])
+
+
+def test_auroc_of_a_resample_is_the_auroc_of_its_pooled_pairs():
+    """eval.intervals' AUROC from per-query counts equals metrics.auroc over the drawn queries' pairs, repeated as
+    drawn (ties counting half), and is undefined where a draw has no positive."""
+    from searchrel.eval.intervals import auroc_from_counts, auroc_parts
+
+    r = np.random.default_rng(3)
+    query = r.integers(0, 6, 80)
+    labels = r.integers(1, 5, 80)
+    score = np.round(r.normal(size=80), 1)  # rounded: ties across queries
+    for t in (2, 3, 4):
+        A, p, n = auroc_parts(labels, score, query, t)
+        assert auroc_from_counts(A, p, n, np.ones((1, 6)))[0] == pytest.approx(M.auroc(labels >= t, score))
+        for counts in ([2, 0, 1, 0, 3, 0], [0, 1, 1, 1, 0, 2]):
+            rows = np.concatenate([np.flatnonzero(query == q).repeat(c) for q, c in enumerate(counts)])
+            got = auroc_from_counts(A, p, n, np.array([counts], float))[0]
+            assert got == pytest.approx(M.auroc(labels[rows] >= t, score[rows]))
+    A, p, n = auroc_parts(np.where(query == 0, 4, 1), score, query, 4)  # positives only in query 0
+    assert np.isnan(auroc_from_counts(A, p, n, np.array([[0, 1, 1, 1, 1, 1.0]]))[0])
 
 
 def test_the_curve_still_stands_when_no_query_can_be_compared(tmp_path):

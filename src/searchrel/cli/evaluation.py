@@ -34,8 +34,8 @@ def eval_cmd(
                                         "over queries and a randomization test"),
     metric: str = typer.Option("ndcg@8", help="the metric --against compares: ndcg@K, p@K or qwk (decoded grades)"),
     reps: int = typer.Option(10_000, min=100, help="bootstrap and randomization resamples (--against, --intervals)"),
-    intervals: bool = typer.Option(False, help="also print NDCG@8 and QWK per language with 95% bootstrap intervals "
-                                   "over queries"),
+    intervals: bool = typer.Option(False, help="also print NDCG@8, QWK and AUROC per threshold, per language, with "
+                                   "95% bootstrap intervals over queries"),
 ) -> None:
     """Evaluate a model, or any system's predictions, on a dataset's judged pairs (like trec_eval)."""
     if (predictions is None) == (model is None):

@@ -1,4 +1,5 @@
-"""How precise is one system's number? Bootstrap intervals over queries for NDCG@k and QWK, overall and per language.
+"""How precise is one system's number? Bootstrap intervals over queries for NDCG@k, QWK and AUROC per grade
+threshold, overall and per language.
 
 Conventions (stated once, used by ``searchrel eval --intervals`` and its tests):
 - The unit is the **query**, as in ``eval.paired``: a resample draws the slice's queries with replacement, ``reps``
@@ -7,6 +8,11 @@ Conventions (stated once, used by ``searchrel eval --intervals`` and its tests):
 - QWK is pooled over pairs, so a resample pools the pairs of its queries (a query drawn twice counts twice): each
   query's confusion matrix is counted once and a resample's kappa comes from the weighted sum of them — the same
   number ``evaluate`` gives when every query is drawn once.
+- AUROC at threshold t (grade >= t against the rest, by score) is pooled over pairs too. Its rank statistic is a
+  sum over (positive, negative) pairs of pairs, so with query q drawn c_q times it is ``c'Ac / ((c'p)(c'n))``:
+  ``A[q, r]`` counts the positives of q ranked above the negatives of r (ties half), ``p`` and ``n`` each query's
+  positives and negatives — computed once, exact for every resample, and ``evaluate``'s value when every c_q is 1.
+  A resample without a positive or a negative has no AUROC and is left out of the percentiles.
 """
 
 from __future__ import annotations
@@ -19,6 +25,34 @@ from searchrel.data.dataset import Dataset, DatasetError
 from searchrel.eval.evaluate import attach_predictions
 from searchrel.eval.metrics import qwk_from_counts
 from searchrel.eval.paired import check_resampling, confusion_by_query, query_values, resampled_sums
+
+
+def auroc_parts(labels: np.ndarray, score: np.ndarray, query: np.ndarray, threshold: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``A, p, n`` of the pooled AUROC at ``threshold`` over the queries ``0..Q-1`` (``query``: each pair's index):
+    ``A[q, r]`` the (positive of q, negative of r) pairs where the positive scores higher, ties counting half."""
+    n_queries = int(query.max()) + 1 if len(query) else 0
+    positive = np.asarray(labels) >= threshold
+    pos_s, neg_s = np.asarray(score, float)[positive], np.asarray(score, float)[~positive]
+    pos_q, neg_q = query[positive], query[~positive]
+    A = np.zeros((n_queries, n_queries))
+    neg_onehot = np.zeros((len(neg_s), n_queries))
+    neg_onehot[np.arange(len(neg_s)), neg_q] = 1.0
+    for start in range(0, len(pos_s), 1024):  # (positives x negatives) in blocks: memory stays bounded
+        s = pos_s[start:start + 1024, None]
+        wins = (s > neg_s[None, :]) + 0.5 * (s == neg_s[None, :])
+        np.add.at(A, pos_q[start:start + 1024], wins @ neg_onehot)
+    return (A, np.bincount(pos_q, minlength=n_queries).astype(float),
+            np.bincount(neg_q, minlength=n_queries).astype(float))
+
+
+def auroc_from_counts(A: np.ndarray, p: np.ndarray, n: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Pooled AUROC for each row of ``counts`` (``[reps, Q]``: how often each query is drawn); NaN where a draw has
+    no positive or no negative."""
+    denominator = (counts @ p) * (counts @ n)
+    numerator = np.einsum("rq,qs,rs->r", counts, A, counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
 
 
 class IntervalRow(BaseModel):
@@ -39,8 +73,8 @@ class IntervalResult(BaseModel):
 
 def metric_intervals(ds: Dataset, preds: pd.DataFrame, split: str = "test", k: int = 8, reps: int = 10_000,
                      seed: int = 0, level: float = 0.95) -> IntervalResult:
-    """NDCG@k and, where the predictions carry grades, QWK, each with its bootstrap interval over queries: one slice
-    for all queries, then one per query language."""
+    """NDCG@k, QWK where the predictions carry grades, and AUROC at each grade threshold above the lowest, each with
+    its bootstrap interval over queries: one slice for all queries, then one per query language."""
     check_resampling(reps, level)
     df, _ = attach_predictions(ds, preds, split)
     if df.empty:
@@ -63,6 +97,17 @@ def metric_intervals(ds: Dataset, preds: pd.DataFrame, split: str = "test", k: i
             lo, hi = np.percentile(kappas, [tail, 100 - tail])
             rows.append(IntervalRow(slice=name, metric="qwk", queries=len(counts),
                                     value=float(qwk_from_counts(counts.sum(0))), lo=float(lo), hi=float(hi)))
+        qids, query = np.unique(g["query_id"].to_numpy(), return_inverse=True)
+        draws = resampled_sums(np.eye(len(qids)), reps, rng)  # [reps, Q]: how often each query is drawn
+        for t in grades[1:]:
+            A, p, n = auroc_parts(g["label"].to_numpy(), g["score"].to_numpy(), query, t)
+            value = auroc_from_counts(A, p, n, np.ones((1, len(qids))))[0]
+            if np.isnan(value):
+                continue  # a slice without a positive or a negative at t: evaluate reports none either
+            aurocs = auroc_from_counts(A, p, n, draws)
+            lo, hi = np.percentile(aurocs[~np.isnan(aurocs)], [tail, 100 - tail])
+            rows.append(IntervalRow(slice=name, metric=f"auroc@>={t}", queries=len(qids), value=float(value),
+                                    lo=float(lo), hi=float(hi)))
     return IntervalResult(split=split, reps=reps, level=level, rows=rows)
 
 
