@@ -51,7 +51,7 @@ def test_pseudo_queries_are_distinct_short_phrases_of_the_titles_never_excluded_
 
 def test_the_number_of_pseudo_queries_follows_the_budget_without_a_log():
     auto = SampleConfig(pseudo_queries="auto", candidates_per_query=50)
-    assert SampleConfig().pseudo_queries == 0  # off unless asked
+    assert SampleConfig().pseudo_queries == "auto"  # on by default, where there is no log
     assert pseudo_count(auto, target=10_000, n_queries=60, has_log=False) == 140  # 200 queries x 50 candidates
     assert pseudo_count(auto, target=1_000, n_queries=60, has_log=False) == 0  # the dataset's queries suffice
     assert pseudo_count(auto, target=10_000, n_queries=60, has_log=True) == 0  # a log says what users search

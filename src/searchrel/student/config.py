@@ -41,7 +41,11 @@ class StudentTrainConfig(BaseModel):
     when no distilled labels are given)."""
 
     student: StudentConfig = Field(default_factory=StudentConfig)
-    epochs: int = 2
+    # epochs of the towers themselves, after the head. 0 by default: on 2 CPU cores no tower step has beaten the head
+    # it starts from — the demo's best students were their heads to 0.001, CrowdFlower's towers scored below them at
+    # every step and cost 20-40 minutes a student (docs/results.md). Give epochs (and max_minutes) where a GPU and a
+    # large log can feed the towers
+    epochs: int = Field(0, ge=0)
     batch_items: int = 32  # items per step, each with all its pairs: tower cost per step does not grow with data
     lr: float = 5e-5  # tower layers
     head_lr: float = 1e-3  # projections and scorer
