@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/student_cv.py --data data/cf --teacher runs/cf-teacher --labels runs/cf-curve/labels \
         [--factors 0,10] [--hidden 128,1024] [--epochs 12] [--folds 5] [--seed 0] [--human-weight W] \
-        [--zero-shot-model embeddinggemma-300m]
+        [--zero-shot-model embeddinggemma-300m] [--features text_match,zero_shot,zero_shot_product]
 
 The students choose their head epoch on the valid split: 18 queries per language on CrowdFlower, where the head
 gains several points that the test split does not see. This runs the head phase of ``student.train`` (scorer,
@@ -147,6 +147,8 @@ def main() -> None:
     ap.add_argument("--human-weight", type=float, default=None, help="default: the student's")
     ap.add_argument("--zero-shot-model", default=None,
                     help="the frozen model behind the students' zero_shot features (default: the student's)")
+    ap.add_argument("--features", default=None, help="the students' pair features, comma-separated (default: the "
+                    "student's)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if args.folds < 2 or args.epochs < 1:
@@ -167,6 +169,8 @@ def main() -> None:
         student_cfg = StudentConfig(text=text, scale=ds.info.scale, scorer_hidden=hidden)
         if args.zero_shot_model:
             student_cfg = student_cfg.model_copy(update={"zero_shot_model": args.zero_shot_model})
+        if args.features:
+            student_cfg = student_cfg.model_copy(update={"features": [f for f in args.features.split(",") if f]})
         train_cfg = StudentTrainConfig(student=student_cfg, seed=args.seed)
         if args.human_weight is not None:
             train_cfg = train_cfg.model_copy(update={"human_weight": args.human_weight})
@@ -177,6 +181,7 @@ def main() -> None:
     res = {"date": dt.date.today().isoformat(), "machine": machine_info(), "data": str(args.data),
            "labels": str(args.labels), "folds": args.folds, "epochs": args.epochs, "seed": args.seed,
            "human_weight": train_cfg.human_weight, "zero_shot_model": student_cfg.zero_shot_model,
+           "features": student_cfg.features,
            "minutes": round((time.perf_counter() - started) / 60, 1),
            "results": results}
     langs = [k.removeprefix("ndcg@8 ") for k in results[0]["mean"][0] if k != "ndcg@8"]

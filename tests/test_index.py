@@ -32,7 +32,8 @@ def fp32_zero_shot():
 
 @pytest.fixture(scope="module")
 def student_dir(tiny_bert, world, tmp_path_factory):
-    """A tiny untrained student (fields title + image_caption) with text_match fitted on the catalogue."""
+    """A tiny untrained student (fields title + image_caption) with its text feature (text_match_gated, the
+    default) fitted on the catalogue."""
     student = new_student(_cfg(tiny_bert).student)
     texts = build_item_texts(world.items, student.config.text).tolist()
     for f in student.features:
@@ -78,15 +79,15 @@ def test_build_holds_the_students_item_side(student_dir, world, reference, tmp_p
     assert list(idx.item_ids) == list(world.items["item_id"]) and idx.version == "1"
     assert idx.vectors.dtype == np.float32 and np.allclose(idx.vectors, side.emb, atol=1e-5)
     _same_states(idx.features, side.features)
-    assert set(idx.features) == {"text_match", "zero_shot", "zero_shot_product"}
-    assert (vdir / "features" / "text_match.npz").is_file() and (vdir / "features" / "zero_shot.npy").is_file()
+    assert set(idx.features) == {"text_match_gated", "zero_shot", "zero_shot_product"}
+    assert (vdir / "features" / "text_match_gated.npz").is_file() and (vdir / "features" / "zero_shot.npy").is_file()
     # zero_shot and zero_shot_product are one model's vectors: stored once, read once
     assert idx.manifest["features"]["zero_shot_product"] == idx.manifest["features"]["zero_shot"] == "zero_shot.npy"
-    assert sorted(p.name for p in (vdir / "features").iterdir()) == ["text_match.npz", "zero_shot.npy"]
+    assert sorted(p.name for p in (vdir / "features").iterdir()) == ["text_match_gated.npz", "zero_shot.npy"]
     assert idx.features["zero_shot_product"] is idx.features["zero_shot"]
     sources = feature_sources(driver_features(student_dir, load_student(student_dir).config))
-    assert list(sources) == ["text_match", "zero_shot", "zero_shot_product"]
-    assert sources["zero_shot"] == sources["zero_shot_product"] != sources["text_match"]
+    assert list(sources) == ["text_match_gated", "zero_shot", "zero_shot_product"]
+    assert sources["zero_shot"] == sources["zero_shot_product"] != sources["text_match_gated"]
     assert list(idx.items["content_hash"]) == [hashlib.sha256(t.encode()).hexdigest() for t in texts]
     m = idx.manifest
     assert m["n_items"] == len(world.items) and m["dim"] == 16 and m["text_fields"] == ["title", "image_caption"]
@@ -96,7 +97,7 @@ def test_build_holds_the_students_item_side(student_dir, world, reference, tmp_p
     rows = np.array([5, 0, 17])
     part = idx.side(rows)
     assert np.allclose(part.emb, side.emb[rows], atol=1e-5)
-    assert np.allclose(part.features["text_match"].toarray(), side.features["text_match"][rows].toarray())
+    assert np.allclose(part.features["text_match_gated"].toarray(), side.features["text_match_gated"][rows].toarray())
     assert idx.row_of(world.items["item_id"].iloc[17]) == 17
     with pytest.raises(KeyError, match="not in index"):
         idx.row_of("nope")
@@ -128,7 +129,7 @@ def test_refresh_re_embeds_only_what_changed_and_equals_a_full_build(student_dir
     assert np.allclose(idx.vectors, full.vectors, atol=1e-5)
     _same_states(idx.features, full.features)
     assert list(idx.items["content_hash"]) == list(full.items["content_hash"])
-    assert sorted(p.name for p in (vdir / "features").iterdir()) == ["text_match.npz", "zero_shot.npy"]
+    assert sorted(p.name for p in (vdir / "features").iterdir()) == ["text_match_gated.npz", "zero_shot.npy"]
     # nothing changed: nothing embedded; versions beyond the last 2 are deleted
     embedded.clear()
     refresh_index(student_dir, ds, out, **FAST)
@@ -302,7 +303,8 @@ def test_ray_backend_gives_the_local_vectors(local_ray, student_dir, world, refe
     assert idx.manifest["backend"] == "ray" and list(idx.item_ids) == list(world.items["item_id"])
     texts, side = reference
     assert np.allclose(idx.vectors, side.emb, atol=1e-5)
-    assert np.allclose(idx.features["text_match"].toarray(), side.features["text_match"].toarray())  # on the driver
+    tm = "text_match_gated"
+    assert np.allclose(idx.features[tm].toarray(), side.features[tm].toarray())  # on the driver
     # zero_shot comes from the actors, whose encoder picks its own precision (bf16 where the CPU has it)
     zs = np.sum(idx.features["zero_shot"] * side.features["zero_shot"], 1)
     assert idx.features["zero_shot"].shape == side.features["zero_shot"].shape and zs.min() > 0.99

@@ -51,6 +51,21 @@ def test_text_match_known_share_counts_distinct_query_terms_the_catalogue_has():
     assert share.tolist() == [1.0, 0.0, 0.5, 0.0, 0.25]
 
 
+def test_gated_text_match_adds_the_known_share_and_text_match_scaled_by_it():
+    texts = ["red wooden table", "blue cotton dress"]
+    base, gated = TextMatch({}).fit(texts), make_feature("text_match_gated").fit(texts)
+    queries = ["red dress", "mesa roja", "red mesa"]
+    q_idx, i_idx = np.repeat(np.arange(3), 2), np.tile(np.arange(2), 3)
+    plain = base.pairs(base.query_side(queries), q_idx, base.item_side(texts), i_idx)
+    out = gated.pairs(gated.query_side(queries), q_idx, gated.item_side(texts), i_idx)
+    assert out.shape == (6, gated.size) == (6, 7)
+    known = np.repeat([1.0, 0.0, 0.5], 2)
+    assert np.allclose(out[:, :3], plain) and np.allclose(out[:, 3], known)
+    assert np.allclose(out[:, 4:], plain * known[:, None])
+    assert out[2:4].max() == 0  # no shared word: every column 0, and the share says why
+    assert gated.needs_model is False and gated.query_cached is False  # a text feature, served like text_match
+
+
 def test_item_batches_hold_every_pair_of_their_items():
     items = np.array([3, 1, 3, 2, 2, 2, 0, 1])
     batches = item_batches(items, 2, seed=0)

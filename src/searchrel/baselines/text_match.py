@@ -68,7 +68,7 @@ class TextMatch:
         return out
 
     def pairs(self, qside, q_idx: np.ndarray, iside: sp.csr_matrix, i_idx: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(q_idx), self.size), np.float32)
+        out = np.zeros((len(q_idx), TextMatch.size), np.float32)  # its own 3 columns, whatever a subclass adds
         order = np.argsort(q_idx, kind="stable")
         bounds = np.flatnonzero(np.diff(q_idx[order])) + 1
         for rows in np.split(order, bounds):

@@ -6,6 +6,9 @@ side computed online (cacheable), and a cheap pair step combining the two for an
 * ``text_match`` — BM25 of the query against the item text, with document frequencies and average length of
   the catalogue it was fitted on (saved with the student, so a served score equals a trained one and unseen
   items can be scored too), the share of distinct query terms the item contains, and whether it has them all.
+* ``text_match_gated`` — ``text_match``'s three columns, the share of the query's distinct words the catalogue knows
+  at all, and the three columns times that share (7 columns; the default): a query in another language than the
+  catalogue's scores 0 on text match for want of shared words, and the share tells the scorer so.
 * ``zero_shot`` — cosine of the frozen zero-shot embedding model's query and item vectors (SearchSage's role).
 * ``zero_shot_product`` — the same two vectors' elementwise product, one column per dimension (their sum is the
   cosine): the scorer learns its own weighting of the frozen model's similarity from the (distilled) labels.
@@ -79,6 +82,21 @@ class TextMatch(TextMatchBase):
 
     needs_model = False  # a tokenizer and a vocabulary lookup; a sparse item state
     query_cached = False  # the query's known terms: cheaper to compute than to fetch
+
+
+@register("text_match_gated")
+class TextMatchGated(TextMatch):
+    """``text_match``'s 3 columns, the share of the query's words the catalogue knows at all, and the 3 columns
+    multiplied by that share: 7 columns. A query in another language than the catalogue's scores 0 on text match
+    for want of shared words, not of relevance; the share tells the scorer which case it is in (the ensemble
+    teacher's "known-word gate")."""
+
+    size = 7
+
+    def pairs(self, qside, q_idx: np.ndarray, iside, i_idx: np.ndarray) -> np.ndarray:
+        base = super().pairs(qside, q_idx, iside, i_idx)
+        known = np.array([len(cols) / n_terms for cols, n_terms in qside], np.float32)[q_idx][:, None]
+        return np.concatenate([base, known, base * known], 1)
 
 
 @register("zero_shot")
