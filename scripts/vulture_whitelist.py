@@ -12,6 +12,7 @@ detail  # serve.app.Problem: the error body FastAPI documents
 # registered by name and built by make_feature("zero_shot", ...)
 ZeroShot  # student.features
 ZeroShotProduct  # student.features (registered by name)
+TextMatchGated  # student.features (registered by name: "text_match_gated", the default text feature)
 # a typing.Protocol: the interface the caches implement
 QueryCache  # serve.cache
 # attributes set on library objects that read them (onnxruntime.SessionOptions, ray DataContext, tokenizers, faiss)
