@@ -315,6 +315,25 @@ def test_zero_shot_product_columns_sum_to_the_zero_shot_cosine(tiny_bert):
     assert make_feature("zero_shot", model="other").source != cos.source == prod.source
 
 
+def test_without_valid_pairs_the_head_trains_every_epoch_and_keeps_the_last(world, tiny_bert, tmp_path):
+    """No valid split to choose on: the head still learns (the default has no tower steps), its last epoch kept."""
+    import torch
+
+    from searchrel.data.dataset import Dataset
+
+    splits = world.split_of().rename("split").reset_index()
+    splits["split"] = splits["split"].replace("valid", "train")
+    no_valid = Dataset(world.info, world.items, world.queries, world.judgments, world.search_log, splits, world.path)
+    assert no_valid.pairs("valid").empty
+    cfg = _cfg(tiny_bert, epochs=0, head_epochs=3, bf16=False)
+    out = train_student(no_valid, tmp_path / "s", cfg)
+    rec = json.loads((out / "train.json").read_text())
+    assert rec["head_epochs_run"] == 3 and rec["steps"] == 0 and rec["best"]["step"] == 0
+    start = new_student(cfg.student.model_copy(update={"scale": world.info.scale}))
+    trained = load_student(out)
+    assert not torch.allclose(trained.scorer[-1].weight, start.scorer[-1].weight)  # the head moved from its start
+
+
 def test_head_epochs_train_the_head_on_frozen_backbones_and_keep_the_best_valid_epoch(world, tiny_bert, tmp_path,
                                                                                       monkeypatch):
     cfg = _cfg(tiny_bert, epochs=1, head_epochs=3, head_patience=10, bf16=False)

@@ -140,14 +140,15 @@ def head_epoch(student: Student, opt: torch.optim.Optimizer, q_pool: torch.Tenso
 
 def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: pd.DataFrame, q_row: np.ndarray,
                 i_row: np.ndarray, q_text: list[str], i_text: list[str], feats: np.ndarray | None,
-                targets: torch.Tensor, weights: torch.Tensor, bf16: bool, history: list[dict], budget: Budget) -> None:
+                targets: torch.Tensor, weights: torch.Tensor, bf16: bool, history: list[dict], budget: Budget) -> int:
     """Train the head — the scorer, the residual and the towers' projections — on the towers' backbones frozen at
     their start: every query and item's pooled state computed once, then ``head_epochs`` epochs of ``head_batch``
-    random pairs, the epoch with the best valid NDCG@8 kept."""
+    random pairs, the epoch with the best valid NDCG@8 kept (without valid pairs: every epoch, the last kept)."""
     q_pool = torch.from_numpy(student.embed(q_text, "query", bf16=bf16, pooled=True))
     i_pool = torch.from_numpy(student.embed(i_text, "item", bf16=bf16, pooled=True))
     f_all = None if feats is None else torch.from_numpy(feats)
-    vq, vq_idx, vi, vi_idx = pair_sides(student, ds, valid, bf16=bf16, pooled=True)  # valid's states, once too
+    if len(valid):
+        vq, vq_idx, vi, vi_idx = pair_sides(student, ds, valid, bf16=bf16, pooled=True)  # valid's states, once too
     opt = torch.optim.AdamW(_head_parameters(student), lr=cfg.head_lr, weight_decay=cfg.weight_decay)
     q_row_t, i_row_t = torch.from_numpy(q_row), torch.from_numpy(i_row)
     early, best = EarlyStopping(), copy.deepcopy(student.state_dict())
@@ -155,6 +156,10 @@ def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: p
 
     def score_valid(epoch: int) -> None:
         nonlocal best
+        if not len(valid):  # nothing to select on: the latest weights are the best
+            best = copy.deepcopy(student.state_dict())
+            early.best_step = epoch
+            return
         with torch.no_grad():
             qs = Side(student.query_tower.project(torch.from_numpy(vq.emb)).numpy(), vq.features)
             its = Side(student.item_tower.project(torch.from_numpy(vi.emb)).numpy(), vi.features)
@@ -172,7 +177,11 @@ def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: p
             if early.stop(cfg.head_patience) or budget.spent():
                 break
     student.load_state_dict(best)
-    console.print(f"student head: best valid ndcg@8 {early.best:.4f} after {early.best_step} of {epoch} epochs")
+    if len(valid):
+        console.print(f"student head: best valid ndcg@8 {early.best:.4f} after {early.best_step} of {epoch} epochs")
+    else:
+        console.print(f"student head: no valid pairs to choose an epoch on: kept the last of {epoch} epochs")
+    return epoch
 
 
 def _optimizer(student: Student, cfg: StudentTrainConfig, total: int):
@@ -223,9 +232,10 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
             best_state = copy.deepcopy(student.state_dict())
         student.train()
 
-    if cfg.head_epochs and len(valid):
-        _train_head(student, ds, cfg, valid, q_row, i_row, q_text, i_text, feats, targets_t, weights, bf16, history,
-                    budget)
+    head_epochs_run = 0
+    if cfg.head_epochs:
+        head_epochs_run = _train_head(student, ds, cfg, valid, q_row, i_row, q_text, i_text, feats, targets_t,
+                                      weights, bf16, history, budget)
     validate()  # the starting point (the residual's feature, or the trained head) is a candidate too
     student.train()
     with step(f"training student ({scfg.backbone}, {scfg.layers or 'all'} layers)", total=total) as advance:
@@ -273,7 +283,8 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
         student.config.thresholds = fit_thresholds(probs, valid["label"].to_numpy(), scfg.scale)
     student.save(out)
     record = {"config": cfg.model_dump(), "train_pairs": len(rows), "distilled_pairs": 0 if labels is None else len(labels),
-              "queries": len(q_text), "items": len(i_text), "steps": global_step, "elapsed_s": round(elapsed, 1),
+              "queries": len(q_text), "items": len(i_text), "head_epochs_run": head_epochs_run, "steps": global_step,
+              "elapsed_s": round(elapsed, 1),
               "pairs_per_s": round(seen_pairs / elapsed, 1) if elapsed else None,
               "best": {"ndcg@8": early.best, "step": early.best_step}, "history": history}
     (out / "train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
