@@ -30,27 +30,30 @@ from searchrel.eval.paired import check_resampling, confusion_by_query, query_va
 def auroc_parts(labels: np.ndarray, score: np.ndarray, query: np.ndarray, threshold: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``A, p, n`` of the pooled AUROC at ``threshold`` over the queries ``0..Q-1`` (``query``: each pair's index):
-    ``A[q, r]`` the (positive of q, negative of r) pairs where the positive scores higher, ties counting half."""
+    ``A[q, r]`` the (positive of q, negative of r) pairs where the positive scores higher, ties counting half.
+    Compares every positive with every negative (O(positives x negatives) time), in blocks of bounded memory."""
     n_queries = int(query.max()) + 1 if len(query) else 0
     positive = np.asarray(labels) >= threshold
-    pos_s, neg_s = np.asarray(score, float)[positive], np.asarray(score, float)[~positive]
-    pos_q, neg_q = query[positive], query[~positive]
+    score = np.asarray(score, float)
+    pos_s, pos_q = score[positive], query[positive]
+    by_query = np.argsort(query[~positive], kind="stable")  # negatives grouped by query, for one sum per query
+    neg_s, neg_q = score[~positive][by_query], query[~positive][by_query]
+    groups, starts = np.unique(neg_q, return_index=True)
     A = np.zeros((n_queries, n_queries))
-    neg_onehot = np.zeros((len(neg_s), n_queries))
-    neg_onehot[np.arange(len(neg_s)), neg_q] = 1.0
-    for start in range(0, len(pos_s), 1024):  # (positives x negatives) in blocks: memory stays bounded
-        s = pos_s[start:start + 1024, None]
+    block = max(1, (1 << 22) // max(1, len(neg_s)))  # about 4M comparisons (32 MB) at a time
+    for lo in range(0, len(pos_s) if len(neg_s) else 0, block):
+        s = pos_s[lo:lo + block, None]
         wins = (s > neg_s[None, :]) + 0.5 * (s == neg_s[None, :])
-        np.add.at(A, pos_q[start:start + 1024], wins @ neg_onehot)
+        np.add.at(A, (pos_q[lo:lo + block, None], groups[None, :]), np.add.reduceat(wins, starts, axis=1))
     return (A, np.bincount(pos_q, minlength=n_queries).astype(float),
-            np.bincount(neg_q, minlength=n_queries).astype(float))
+            np.bincount(query[~positive], minlength=n_queries).astype(float))
 
 
 def auroc_from_counts(A: np.ndarray, p: np.ndarray, n: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Pooled AUROC for each row of ``counts`` (``[reps, Q]``: how often each query is drawn); NaN where a draw has
     no positive or no negative."""
     denominator = (counts @ p) * (counts @ n)
-    numerator = np.einsum("rq,qs,rs->r", counts, A, counts)
+    numerator = ((counts @ A) * counts).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
 
