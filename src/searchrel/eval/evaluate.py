@@ -135,14 +135,16 @@ def ranking_metric(metric: str) -> tuple[str, int]:
     return kind, int(k)
 
 
-def query_metric(g: pd.DataFrame, ds: Dataset, metric: str) -> float | None:
-    """One query's ``ndcg@K`` or ``p@K`` from its joined pairs (``label``, ``score``, ``item_id``); None where the
-    metric is undefined (NDCG of a query without a relevant candidate)."""
-    kind, k = ranking_metric(metric)
+def query_metrics(g: pd.DataFrame, ds: Dataset, metrics: list[str]) -> list[float | None]:
+    """One query's ``ndcg@K`` / ``p@K`` values, in the order of ``metrics``, from its joined pairs (``label``,
+    ``score``, ``item_id``); None where a metric is undefined (NDCG of a query without a relevant candidate)."""
     lab, sc, ids = g["label"].to_numpy(), g["score"].to_numpy(), g["item_id"].to_numpy()
-    if kind == "ndcg":
-        return M.ndcg_at_k(lab, sc, ids, k, ds.info.scale.min)
-    return M.precision_at_k(lab, sc, ids, k, ds.info.relevant_min)
+    out: list[float | None] = []
+    for metric in metrics:
+        kind, k = ranking_metric(metric)
+        out.append(M.ndcg_at_k(lab, sc, ids, k, ds.info.scale.min) if kind == "ndcg"
+                   else M.precision_at_k(lab, sc, ids, k, ds.info.relevant_min))
+    return out
 
 
 def compute_metrics(df: pd.DataFrame, ds: Dataset, config: EvalConfig) -> dict[str, float | None]:
@@ -163,8 +165,7 @@ def compute_metrics(df: pd.DataFrame, ds: Dataset, config: EvalConfig) -> dict[s
     names = [f"ndcg@{k}" for k in config.ks] + [f"p@{config.precision_k}"]
     per_query: dict[str, list[float]] = {name: [] for name in names}
     for _, g in df.groupby("query_id", sort=False):
-        for name in names:
-            v = query_metric(g, ds, name)
+        for name, v in zip(names, query_metrics(g, ds, names)):
             if v is not None:
                 per_query[name].append(v)
     for key, values in per_query.items():

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from searchrel.data.dataset import Dataset, DatasetError
 from searchrel.eval.evaluate import attach_predictions
 from searchrel.eval.metrics import qwk_from_counts
-from searchrel.eval.paired import check_resampling, confusion_by_query, query_values, resampled_sums
+from searchrel.eval.paired import check_resampling, confusion_by_query, draw_counts, query_values, resampled_sums
 
 
 def auroc_parts(labels: np.ndarray, score: np.ndarray, query: np.ndarray, threshold: int
@@ -101,7 +101,7 @@ def metric_intervals(ds: Dataset, preds: pd.DataFrame, split: str = "test", k: i
             rows.append(IntervalRow(slice=name, metric="qwk", queries=len(counts),
                                     value=float(qwk_from_counts(counts.sum(0))), lo=float(lo), hi=float(hi)))
         qids, query = np.unique(g["query_id"].to_numpy(), return_inverse=True)
-        draws = resampled_sums(np.eye(len(qids)), reps, rng)  # [reps, Q]: how often each query is drawn
+        draws = np.concatenate(list(draw_counts(len(qids), reps, rng)))  # [reps, Q]: how often each query is drawn
         for t in grades[1:]:
             A, p, n = auroc_parts(g["label"].to_numpy(), g["score"].to_numpy(), query, t)
             value = auroc_from_counts(A, p, n, np.ones((1, len(qids))))[0]

@@ -31,7 +31,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from searchrel.data.dataset import Dataset, DatasetError
-from searchrel.eval.evaluate import attach_predictions, query_metric, ranking_metric
+from searchrel.eval.evaluate import attach_predictions, query_metrics, ranking_metric
 from searchrel.eval.metrics import qwk_from_counts
 from searchrel.eval.online import CHUNK
 
@@ -71,7 +71,7 @@ def query_values(ds: Dataset, df: pd.DataFrame, metric: str) -> pd.DataFrame:
     ranking_metric(metric)  # a clear error for a bad metric, even with no rows
     rows = []
     for qid, g in df.groupby("query_id", sort=True):
-        value = query_metric(g, ds, metric)
+        (value,) = query_metrics(g, ds, [metric])
         if value is not None:
             rows.append((qid, g["language"].iloc[0], value))
     return pd.DataFrame(rows, columns=["query_id", "language", "value"])
@@ -83,16 +83,20 @@ def check_resampling(reps: int, level: float) -> None:
         raise ValueError(f"reps must be positive and level in (0, 1) (got {reps}, {level})")
 
 
-def resampled_sums(rows: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
-    """``[reps, ...]``: sums of ``rows`` (one per query, any shape) over ``reps`` bootstrap resamples of the rows."""
-    n = len(rows)
-    flat = rows.reshape(n, -1)
-    out = np.empty((reps, flat.shape[1]))
+def draw_counts(n: int, reps: int, rng: np.random.Generator):
+    """``reps`` bootstrap resamples of ``n`` rows, in chunks of at most ``CHUNK``: each an ``[m, n]`` array of how
+    often every row is drawn."""
     for start in range(0, reps, CHUNK):
         m = min(CHUNK, reps - start)
-        weights = np.zeros((m, n))
-        np.add.at(weights, (np.repeat(np.arange(m), n), rng.integers(0, n, (m, n)).ravel()), 1.0)
-        out[start:start + m] = weights @ flat
+        counts = np.zeros((m, n))
+        np.add.at(counts, (np.repeat(np.arange(m), n), rng.integers(0, n, (m, n)).ravel()), 1.0)
+        yield counts
+
+
+def resampled_sums(rows: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """``[reps, ...]``: sums of ``rows`` (one per query, any shape) over ``reps`` bootstrap resamples of the rows."""
+    flat = rows.reshape(len(rows), -1)
+    out = np.concatenate([counts @ flat for counts in draw_counts(len(rows), reps, rng)])
     return out.reshape((reps,) + rows.shape[1:])
 
 
@@ -129,13 +133,18 @@ def paired_test(diffs: np.ndarray, reps: int = 10_000, seed: int = 0,
     return float(d.mean()), float(lo), float(hi), (1 + extreme) / (1 + reps)
 
 
-def _per_query_mean(ds: Dataset, runs: pd.DataFrame | list[pd.DataFrame], split: str, metric: str) -> pd.DataFrame:
-    """``per_query`` of one system, or the per-query mean over several runs of it (e.g. seeds): the queries every
-    run scores."""
+def _runs(runs: pd.DataFrame | list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """A system's runs of predictions: one table, or several (seeds)."""
     runs = [runs] if isinstance(runs, pd.DataFrame) else list(runs)
     if not runs:
         raise ValueError("a system needs at least one run of predictions")
-    frames = [per_query(ds, r, split, metric).set_index(["query_id", "language"])["value"] for r in runs]
+    return runs
+
+
+def _per_query_mean(ds: Dataset, runs: pd.DataFrame | list[pd.DataFrame], split: str, metric: str) -> pd.DataFrame:
+    """``per_query`` of one system, or the per-query mean over several runs of it (e.g. seeds): the queries every
+    run scores."""
+    frames = [per_query(ds, r, split, metric).set_index(["query_id", "language"])["value"] for r in _runs(runs)]
     return pd.concat(frames, axis=1, join="inner").mean(axis=1).rename("value").reset_index()
 
 
@@ -162,12 +171,9 @@ def compare_predictions(ds: Dataset, a: pd.DataFrame | list[pd.DataFrame], b: pd
 
 def _confusions(ds: Dataset, runs: pd.DataFrame | list[pd.DataFrame], split: str) -> pd.DataFrame:
     """``query_id, language, counts``: each query's confusion matrix, the mean over a system's runs."""
-    runs = [runs] if isinstance(runs, pd.DataFrame) else list(runs)
-    if not runs:
-        raise ValueError("a system needs at least one run of predictions")
     grades = list(ds.info.scale.grades)
     per_run = []
-    for r in runs:
+    for r in _runs(runs):
         df, _ = attach_predictions(ds, r, split)
         if "pred_grade" not in df.columns:
             raise DatasetError("qwk compares decoded grades: give both systems p_<grade> columns or a grade column")
