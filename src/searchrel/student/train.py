@@ -151,14 +151,12 @@ def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: p
         vq, vq_idx, vi, vi_idx = pair_sides(student, ds, valid, bf16=bf16, pooled=True)  # valid's states, once too
     opt = torch.optim.AdamW(_head_parameters(student), lr=cfg.head_lr, weight_decay=cfg.weight_decay)
     q_row_t, i_row_t = torch.from_numpy(q_row), torch.from_numpy(i_row)
-    early, best = EarlyStopping(), copy.deepcopy(student.state_dict())
+    early, best = EarlyStopping(), copy.deepcopy(student.state_dict()) if len(valid) else None
     gen = torch.Generator().manual_seed(cfg.seed)
 
     def score_valid(epoch: int) -> None:
         nonlocal best
-        if not len(valid):  # nothing to select on: the latest weights are the best
-            best = copy.deepcopy(student.state_dict())
-            early.best_step = epoch
+        if not len(valid):  # nothing to select on: the last epoch is kept
             return
         with torch.no_grad():
             qs = Side(student.query_tower.project(torch.from_numpy(vq.emb)).numpy(), vq.features)
@@ -176,8 +174,8 @@ def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: p
             advance()
             if early.stop(cfg.head_patience) or budget.spent():
                 break
-    student.load_state_dict(best)
     if len(valid):
+        student.load_state_dict(best)
         console.print(f"student head: best valid ndcg@8 {early.best:.4f} after {early.best_step} of {epoch} epochs")
     else:
         console.print(f"student head: no valid pairs to choose an epoch on: kept the last of {epoch} epochs")
