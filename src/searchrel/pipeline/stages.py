@@ -102,13 +102,13 @@ class Run:
     def served_student(self) -> Path:
         return self.at.student(factor_name(self.cfg.distill.amplifications[-1]))
 
-    def _evaluate(self, preds, name: str, where: Path) -> dict:
-        """Write ``predictions-<name>.parquet`` and ``metrics-<name>.json`` into ``where``; return the overall metrics."""
+    def _evaluate(self, preds, name: str, where: Path) -> EvalResult:
+        """Write ``predictions-<name>.parquet`` and ``metrics-<name>.json`` into ``where``; return the result."""
         where.mkdir(parents=True, exist_ok=True)
         preds.to_parquet(where / f"predictions-{name}.parquet", index=False)
         result = evaluate(self.dataset(), preds, self.cfg.evaluate)
         result.save(where / f"metrics-{name}.json")
-        return {k: v for k, v in result.overall.items() if v is not None}
+        return result
 
     # -- stages ---------------------------------------------------------------------------------------
     def data(self) -> dict:
@@ -156,7 +156,7 @@ class Run:
         if self.cfg.baselines.zero_shot:
             preds = embed_predictions(ds, self.cfg.text, self.split, model=self.cfg.baselines.zero_shot)
             metrics["zero-shot"] = self._evaluate(preds, "zero-shot", where)
-        return metrics
+        return {name: {k: v for k, v in r.overall.items() if v is not None} for name, r in metrics.items()}
 
     def teacher(self) -> dict:
         run = self.at.teacher
@@ -230,14 +230,15 @@ class Run:
         where = self.at.eval
         where.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.at.curve, ignore_errors=True)  # written again below when there is a curve
-        entries, results, paths = [], {}, {}
+        entries, results, paths, predictions = [], {}, {}, {}
         for name, kind, stem, model in self.systems():
             d = where
-            if model is None:
+            if model is None:  # a baseline: the baselines stage wrote its predictions and metrics
                 d = self.at.baselines
+                results[name] = EvalResult.model_validate_json((d / f"metrics-{stem}.json").read_text())
             else:
-                self._evaluate(load_scorer(model).predict(self.dataset(), self.split), stem, where)
-            results[name] = EvalResult.model_validate_json((d / f"metrics-{stem}.json").read_text())
+                predictions[name] = load_scorer(model).predict(self.dataset(), self.split)
+                results[name] = self._evaluate(predictions[name], stem, where)
             paths[name] = d / f"predictions-{stem}.parquet"
             entries.append({"name": name, "kind": kind, "predictions": os.path.relpath(paths[name], where),
                             "metrics": os.path.relpath(d / f"metrics-{stem}.json", where)})
@@ -252,7 +253,8 @@ class Run:
             zero_shot = {n: results[n] for n, k, _, _ in self.systems() if k == "zero-shot"}
             write_curve(self.at.curve, {n: results[n] for n in students}, steps, results[teacher],
                         f"{self.dataset().info.name}: amplification curve ({self.split} split)", baselines=zero_shot)
-            paired = {n.removeprefix("student: "): read_predictions(paths[n]) for n in students + list(zero_shot)}
+            paired = {n.removeprefix("student: "): predictions[n] if n in predictions else read_predictions(paths[n])
+                      for n in students + list(zero_shot)}
             write_paired(self.at.curve, self.dataset(), paired, steps[-1], self.split, "ndcg@8")
         return {name: r.overall.get("ndcg@8") for name, r in results.items()}
 
