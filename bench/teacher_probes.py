@@ -10,7 +10,7 @@ a time (an element ``-PREFIX`` of a set drops the teacher's columns whose names 
 share, or times "most words known"), and cross-validates the teacher's own linear stacker on v7's features plus each
 set (``teacher_cv.py``'s folds and metrics). ``--mlp`` instead cross-validates a residual MLP stacker beside the
 linear ranker on the teacher's features alone (one GELU layer, output initialised at zero, the same ListNet + ordinal
-loss). Rows 28, 29, 31 and 33 of docs/results.md "A teacher worth distilling" come from this script; writes
+loss). Rows 28, 29, 31, 33 and 34 of docs/results.md "A teacher worth distilling" come from this script; writes
 bench/results/teacher-probes-DATE.json.
 """
 
@@ -104,6 +104,42 @@ def mapped_text_match(teacher, enc, queries: list[str], texts: list[str], catalo
     return out
 
 
+def prf_terms(teacher, neighbours: np.ndarray, queries: list[str], texts: list[str], catalogue: list[str],
+              terms: int = 10) -> dict:
+    """Lexical pseudo-relevance feedback through the embedding model's neighbours (RM3-like, cross-lingual): the
+    query's 10 nearest catalogue titles (as the prf member finds them) vote for their words — the share of the
+    neighbours holding a word times its IDF —, the top ``terms`` form an expansion query in the catalogue's language,
+    and the item is matched against it: ``prf_terms_bm25`` (log1p of the weighted BM25 sum), ``prf_terms_coverage``
+    (the weighted share of expansion words the item holds)."""
+    import pandas as pd
+
+    from searchrel.baselines.bm25 import tokenize
+    from searchrel.teacher.ensemble import title_of
+
+    tm = teacher.text_match
+    titles = pd.Series([title_of(t, teacher.config.text) for t in catalogue]).drop_duplicates()
+    titles = titles[titles.str.len() > 0].tolist()  # the rows of the prf member's catalogue vectors, in order
+    title_terms = [np.unique([tm.vocab[w] for w in tokenize(t) if w in tm.vocab]).astype(np.int64) for t in titles]
+    ui, i_inv = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+    W = tm.item_side(list(ui)).tocsr()
+    uq, first, q_inv = np.unique(np.asarray(queries, dtype=object), return_index=True, return_inverse=True)
+    bm25 = np.zeros(len(queries), np.float32)
+    coverage = np.zeros(len(queries), np.float32)
+    for qi in range(len(uq)):
+        votes = np.bincount(np.concatenate([title_terms[j] for j in neighbours[first[qi]]]), minlength=len(tm.vocab))
+        weight = votes / neighbours.shape[1] * tm.idf
+        top = np.argsort(-weight)[:terms]
+        top = top[weight[top] > 0]
+        if not len(top):
+            continue
+        e = weight[top] / weight[top].sum()
+        rows = np.flatnonzero(q_inv == qi)
+        sub = np.asarray(W[i_inv[rows]][:, top].todense())
+        bm25[rows] = np.log1p(sub @ (e * tm.idf[top]))
+        coverage[rows] = (sub > 0) @ e
+    return {"prf_terms_bm25": bm25, "prf_terms_coverage": coverage}
+
+
 def candidates(teacher, model: str, queries: list[str], texts: list[str], catalogue: list[str],
                mapped: bool) -> dict[str, np.ndarray]:
     """One column per candidate feature for the pairs (queries[i], texts[i]); ``catalogue``: every item's text;
@@ -159,6 +195,7 @@ def candidates(teacher, model: str, queries: list[str], texts: list[str], catalo
     }
     for k in (5, 20, 40):
         out[f"k{k}"] = pair(norm(C[nearest(q, k)[0]].mean(1)), qi, T, ti)
+    out.update(prf_terms(teacher, idx10[qi], queries, texts, catalogue))  # each pair's query's neighbours
     if mapped:
         out.update(mapped_text_match(teacher, enc, queries, texts, catalogue))
     return {name: np.asarray(v, np.float32) for name, v in out.items()}
