@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/student_cv.py --data data/cf --teacher runs/cf-teacher --labels runs/cf-curve/labels \
         [--factors 0,10] [--hidden 128,1024] [--epochs 12] [--folds 5] [--seed 0] [--human-weight W] \
-        [--zero-shot-model embeddinggemma-300m] [--features text_match,zero_shot,zero_shot_product]
+        [--zero-shot-model embeddinggemma-300m] [--features text_match,zero_shot,zero_shot_product] [--average-from E]
 
 The students choose their head epoch on the valid split: 18 queries per language on CrowdFlower, where the head
 gains several points that the test split does not see. This runs the head phase of ``student.train`` (scorer,
@@ -12,7 +12,10 @@ labels (weight ``--human-weight`` beside distilled pairs; at 0 they are only sco
 fold's (pseudo-queries always) — and scored on the held-out fold's human labels after every epoch. Folds keep a
 query's translations together (``group_id``). ``--factors`` picks the curve's distilled subsets (0: human labels
 only; N: the first N × the human labels of the curve's labelled pairs, as ``distill curve`` takes them). Epoch 0 is
-the student's start: its zero-shot feature through the residual. Reports the folds' mean NDCG@8 after each epoch,
+the student's start: its zero-shot feature through the residual. ``--average-from E`` scores, from epoch E on, the mean
+of the head's weights since (as ``head_average_from``); ``--teacher-valid-share S`` holds S of the pseudo-queries out
+of every fold's training and also reports the head's NDCG@8 against the teacher's expected grades on them
+("teacher-valid", as ``teacher_valid_share``). Reports the folds' mean NDCG@8 after each epoch,
 overall and per language; writes bench/results/student-cv-DATE.json with the machine it ran on.
 """
 
@@ -52,8 +55,10 @@ def _numbers(kind, least):
 
 
 def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds: int, epochs: int,
-                        sample_seed: int) -> dict:
-    """Mean held-out NDCG@8 per head epoch (``[epochs + 1]``, overall and per language) and each fold's."""
+                        sample_seed: int, average_from: int = 0, teacher_valid_share: float = 0.0) -> dict:
+    """Mean held-out NDCG@8 per head epoch (``[epochs + 1]``, overall and per language) and each fold's. With
+    ``average_from`` E > 0, what is scored after epoch e >= E is the head whose weights are the mean of the weights
+    after epochs E..e (stochastic weight averaging), not the last epoch's."""
     import torch
 
     from searchrel.experiments.curve import distilled_subset
@@ -94,6 +99,22 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
     grades = list(ds.info.scale.grades)
     human = (rows["source"] == "human").to_numpy()
     trainable = np.arange(len(rows)) < n_trainable
+    # teacher-valid: a share of the pseudo-queries (in no fold) held out of every fold's training, scored against
+    # the teacher's expected grade — how closely the head follows the teacher on queries it has not seen
+    pseudo = np.unique(rows.loc[(fold == -1) & ~human, "query_id"])
+    picked = np.random.default_rng(train_cfg.seed).choice(pseudo, round(teacher_valid_share * len(pseudo)),
+                                                          replace=False) if teacher_valid_share else []
+    t_valid = np.flatnonzero(rows["query_id"].isin(picked).to_numpy() & ~human)
+    trainable[t_valid] = False
+    t_gain = targets[t_valid].numpy() @ np.asarray(ds.info.scale.grades, np.float32) if len(t_valid) else None
+
+    def expected_grade(student, which: np.ndarray) -> np.ndarray:
+        """The student's expected grade of the rows ``which``, from the frozen pooled states."""
+        with torch.no_grad():
+            h = torch.from_numpy(which)
+            logits = student.score(student.query_tower.project(q_pool[q_row_t[h]]),
+                                   student.item_tower.project(i_pool[i_row_t[h]]), None if feats is None else feats[h])
+            return torch.softmax(logits, -1).numpy() @ np.asarray(grades, np.float32)
 
     per_fold: list[list[dict]] = []
     for k in range(folds):
@@ -107,23 +128,41 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
         opt = torch.optim.AdamW(_head_parameters(student), lr=train_cfg.head_lr, weight_decay=train_cfg.weight_decay)
         gen = torch.Generator().manual_seed(train_cfg.seed)
         trace = []
+        head = {n: p for n, p in student.named_parameters() if any(p is q for q in _head_parameters(student))}
+        averaged, seen, live = None, 0, None
         for epoch in range(epochs + 1):
             if epoch:
                 head_epoch(student, opt, q_pool, i_pool, q_row_t, i_row_t, feats, targets, weights,
                            train_cfg.head_batch, gen, rows=train)
+            if average_from and epoch >= average_from:  # score the running mean of the head's weights
+                live = {n: p.detach().clone() for n, p in head.items()}
+                seen += 1
+                averaged = live if averaged is None else {n: averaged[n] + (live[n] - averaged[n]) / seen
+                                                          for n in head}
+                with torch.no_grad():
+                    for n, p in head.items():
+                        p.copy_(averaged[n])
             student.eval()
-            with torch.no_grad():
-                h = torch.from_numpy(held)
-                logits = student.score(student.query_tower.project(q_pool[q_row_t[h]]),
-                                       student.item_tower.project(i_pool[i_row_t[h]]),
-                                       None if feats is None else feats[h])
-                expected = torch.softmax(logits, -1).numpy() @ np.asarray(grades, np.float32)
-            trace.append(ndcg_and_qwk(rows.iloc[held], expected, None, grades))
+            trace.append(ndcg_and_qwk(rows.iloc[held], expected_grade(student, held), None, grades))
+            if len(t_valid):
+                tv = rows.iloc[t_valid][["query_id", "item_id"]].assign(label=t_gain, language="teacher")
+                trace[-1]["teacher-valid ndcg@8"] = ndcg_and_qwk(tv, expected_grade(student, t_valid), None,
+                                                                 grades)["ndcg@8"]
+            if live is not None:  # training goes on from the last epoch's own weights
+                with torch.no_grad():
+                    for n, p in head.items():
+                        p.copy_(live[n])
+                live = None
         per_fold.append(trace)
         print(f"  x{factor:g} fold {k}: " + " ".join(f"{t['ndcg@8']:.4f}" for t in trace), file=sys.stderr)
+        if len(t_valid):
+            print(f"  x{factor:g} fold {k}, teacher-valid: "
+                  + " ".join(f"{t['teacher-valid ndcg@8']:.4f}" for t in trace), file=sys.stderr)
     keys = list(per_fold[0][0])
     mean = [{key: round(float(np.mean([f[e][key] for f in per_fold])), 4) for key in keys} for e in range(epochs + 1)]
     return {"mean": mean, "folds": [[round(t["ndcg@8"], 4) for t in f] for f in per_fold],
+            "folds_teacher_valid": [[round(t["teacher-valid ndcg@8"], 4) for t in f] for f in per_fold]
+            if len(t_valid) else None, "teacher_valid_queries": len(picked),
             "training_rows": n_trainable, "queries": len(q_text)}
 
 
@@ -149,6 +188,11 @@ def main() -> None:
                     help="the frozen model behind the students' zero_shot features (default: the student's)")
     ap.add_argument("--features", default=None, help="the students' pair features, comma-separated (default: the "
                     "student's)")
+    ap.add_argument("--average-from", type=int, default=0,
+                    help="score the mean of the head's weights over epochs E.. (stochastic weight averaging); 0: off")
+    ap.add_argument("--teacher-valid-share", type=float, default=0.0,
+                    help="hold this share of the pseudo-queries out of training and score the head against the "
+                    "teacher on them after every epoch ('teacher-valid ndcg@8'); 0: off")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     if args.folds < 2 or args.epochs < 1:
@@ -176,15 +220,16 @@ def main() -> None:
             train_cfg = train_cfg.model_copy(update={"human_weight": args.human_weight})
         for factor in args.factors:
             res = cross_validate_head(ds, labels, student_cfg, train_cfg, factor, args.folds, args.epochs,
-                                      args.sample_seed)
+                                      args.sample_seed, args.average_from, args.teacher_valid_share)
             results.append({"factor": factor, "scorer_hidden": hidden, **res})
     res = {"date": dt.date.today().isoformat(), "machine": machine_info(), "data": str(args.data),
            "labels": str(args.labels), "folds": args.folds, "epochs": args.epochs, "seed": args.seed,
            "human_weight": train_cfg.human_weight, "zero_shot_model": student_cfg.zero_shot_model,
-           "features": student_cfg.features,
+           "features": student_cfg.features, "average_from": args.average_from,
+           "teacher_valid_share": args.teacher_valid_share,
            "minutes": round((time.perf_counter() - started) / 60, 1),
            "results": results}
-    langs = [k.removeprefix("ndcg@8 ") for k in results[0]["mean"][0] if k != "ndcg@8"]
+    langs = [k.removeprefix("ndcg@8 ") for k in results[0]["mean"][0] if k.startswith("ndcg@8 ")]
     lines = ["| student | hidden | start (epoch 0) | best epoch | NDCG@8 there | " + " | ".join(langs)
              + " | last epoch |", "|---|---:|---:|---:|---:|" + "---:|" * len(langs) + "---:|"]
     for r in results:

@@ -396,3 +396,71 @@ def test_head_cross_validation_starts_every_student_from_the_same_folds_and_zero
     pure = train_cfg.model_copy(update={"human_weight": 0.0})
     taught = cross_validate_head(world, labels, pure.student, pure, 1, folds=2, epochs=1, sample_seed=0)
     assert taught["mean"][0] == human["mean"][0] and taught["mean"][1] != distilled["mean"][1]
+
+
+def test_teacher_valid_holds_out_a_share_of_the_distilled_queries_and_scores_agreement_with_the_teacher():
+    from searchrel.student.train import TeacherValid, teacher_valid
+
+    rows = pd.DataFrame({"query_id": [f"q{i // 2}" for i in range(40)] + ["h0", "h1"],
+                         "item_id": [f"i{i}" for i in range(42)], "source": ["teacher"] * 40 + ["human"] * 2})
+    targets = np.tile(np.array([[0.0, 0.0, 1.0]], np.float32), (42, 1))
+    cfg = StudentTrainConfig(student=StudentConfig(scale={"min": 1, "max": 3}), teacher_valid_share=0.25,
+                             teacher_valid_min_queries=5)
+    tv = teacher_valid(rows, targets, cfg)
+    held = set(rows["query_id"].iloc[tv.rows])
+    assert len(held) == 5 and not held & {"h0", "h1"}  # 25% of the 20 distilled queries, never a human label's
+    assert set(tv.rows) == set(np.flatnonzero(rows["query_id"].isin(held)))  # every pair of a held-out query
+    assert np.allclose(tv.gains, 3.0)  # the teacher's expected grade
+    assert len(teacher_valid(rows, targets, cfg.model_copy(update={"teacher_valid_min_queries": 6}))) == 0
+    assert len(teacher_valid(rows, targets, cfg.model_copy(update={"teacher_valid_share": 0.0}))) == 0
+    # NDCG@8 against the teacher's expected grades, by hand: gains 2^(g-1) - 1 = 3, 1, 0 for grades 3, 2, 1
+    one = TeacherValid(np.arange(3), np.array([3.0, 2.0, 1.0]), pd.DataFrame({"query_id": ["a"] * 3,
+                                                                              "item_id": ["x", "y", "z"]}))
+    assert one.ndcg(np.array([3.0, 2.0, 1.0]), 1) == pytest.approx(1.0)
+    ideal = 3 + 1 / np.log2(3)
+    assert one.ndcg(np.array([1.0, 2.0, 3.0]), 1) == pytest.approx((0 + 1 / np.log2(3) + 3 / 2) / ideal)
+
+
+def test_with_enough_distilled_queries_the_student_chooses_on_teacher_valid(world, tiny_bert, tmp_path):
+    pairs = world.pairs("train")[["query_id", "item_id"]]
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(world.info.scale.n_grades), len(pairs)).astype(np.float32)
+    labels = pairs.assign(**{f"p_{g}": p[:, j] for j, g in enumerate(world.info.scale.grades)})
+    cfg = _cfg(tiny_bert, epochs=1, head_epochs=3, human_weight=0, teacher_valid_share=0.3,
+               teacher_valid_min_queries=2, bf16=False)
+    out = train_student(world, tmp_path / "s", cfg, labels)
+    rec = json.loads((out / "train.json").read_text())
+    held = rec["teacher_valid"]
+    assert held["queries"] == round(0.3 * pairs["query_id"].nunique()) and held["pairs"] > 0
+    assert rec["train_pairs"] == len(labels) - held["pairs"] and rec["best"]["on"] == "teacher-valid"
+    head = [h for h in rec["history"] if "head_epoch" in h]
+    towers = [h for h in rec["history"] if "step" in h]
+    assert all(0 <= h["teacher_valid_ndcg@8"] <= 1 and "ndcg@8" in h for h in head + towers)  # both recorded
+    best = max(h["teacher_valid_ndcg@8"] for h in head + towers)
+    assert rec["best"]["ndcg@8"] == pytest.approx(best, abs=1e-6)  # the kept weights are teacher-valid's best
+
+
+def test_the_head_from_head_average_from_on_is_the_mean_of_its_epochs_weights(world, tiny_bert, tmp_path,
+                                                                             monkeypatch):
+    """Stochastic weight averaging of the head: with nothing to choose on, the last candidate is kept — the mean of
+    the weights after epochs 2..4 (each epoch here adds 1 to every head weight)."""
+    import torch
+
+    import searchrel.student.train as st
+    from searchrel.data.dataset import Dataset
+
+    def plus_one(student, *args, **kw):
+        with torch.no_grad():
+            for p in st._head_parameters(student):
+                p.add_(1.0)
+
+    monkeypatch.setattr(st, "head_epoch", plus_one)
+    splits = world.split_of().rename("split").reset_index()
+    splits["split"] = splits["split"].replace("valid", "train")
+    no_valid = Dataset(world.info, world.items, world.queries, world.judgments, world.search_log, splits, world.path)
+    cfg = _cfg(tiny_bert, epochs=0, head_epochs=4, head_average_from=2, bf16=False)
+    start = new_student(cfg.student.model_copy(update={"scale": world.info.scale}))
+    trained = load_student(train_student(no_valid, tmp_path / "s", cfg))
+    # epochs 2, 3, 4 leave start + 2, + 3, + 4: their mean is start + 3 (not the last epoch's start + 4)
+    assert torch.allclose(trained.scorer[-1].weight, start.scorer[-1].weight + 3.0, atol=1e-5)
+    assert torch.allclose(trained.query_tower.proj.bias, start.query_tower.proj.bias + 3.0, atol=1e-5)

@@ -107,6 +107,11 @@ def curve_cmd(
                                                "me5-small; e.g. embeddinggemma-300m)"),
     human_weight: float | None = typer.Option(None, help="weight of each human label beside each distilled pair "
                                               "(default: the student's)"),
+    head_average_from: int | None = typer.Option(None, help="from this head epoch on, each student keeps the mean "
+                                                 "of its head's weights since (default: the student's; 0: off)"),
+    teacher_valid_share: float | None = typer.Option(None, help="share of each student's distilled queries held out "
+                                                     "to choose on, against the teacher (default: the student's; "
+                                                     "0: the human valid split)"),
     student_seed: str | None = typer.Option(None, help="the students' seed (initialisation and batch order), or "
                                             "several comma-separated (0,1,2): every student once per seed, the curve "
                                             "their mean, curve-seeds.md each seed; the pairs and labels stay those "
@@ -131,7 +136,8 @@ def curve_cmd(
             raise typer.BadParameter(f"{student_seed!r}: give an integer seed or several distinct ones, "
                                      "comma-separated (0,1,2)", param_hint="--student-seed")
     update = {k: v for k, v in {"epochs": epochs, "max_minutes": max_minutes, "head_epochs": head_epochs,
-                                "human_weight": human_weight, "seed": seeds[0] if seeds else None}.items()
+                                "human_weight": human_weight, "head_average_from": head_average_from,
+                                "teacher_valid_share": teacher_valid_share, "seed": seeds[0] if seeds else None}.items()
               if v is not None}
     student = {k: v for k, v in {"layers": layers, "zero_shot_model": zero_shot_model,
                                  "features": None if features is None else [f for f in features.split(",") if f]

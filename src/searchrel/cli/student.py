@@ -33,6 +33,10 @@ def train_cmd(
     head_lr: float = typer.Option(_T["head_lr"]),
     head_epochs: int = typer.Option(_T["head_epochs"], help="epochs of the head alone on frozen backbones first (LP-FT)"),
     human_weight: float = typer.Option(_T["human_weight"], help="weight of the human-label cross-entropy (0: off)"),
+    head_average_from: int = typer.Option(_T["head_average_from"], help="from this head epoch on, keep the mean of "
+                                          "the head's weights since (0: each epoch's own)"),
+    teacher_valid_share: float = typer.Option(_T["teacher_valid_share"], help="share of the distilled queries held "
+                                              "out to choose on, against the teacher (0: the human valid split)"),
     max_minutes: float | None = typer.Option(None, help="stop cleanly within this budget, keeping the best"),
     seed: int = typer.Option(_T["seed"]),
 ) -> None:
@@ -54,7 +58,8 @@ def train_cmd(
     student = StudentConfig(backbone=backbone, layers=layers, dim=dim, text=text, zero_shot_model=zero_shot_model,
                             features=[f for f in features.split(",") if f])
     cfg = StudentTrainConfig(student=student, epochs=epochs, batch_items=batch_items, lr=lr, head_lr=head_lr,
-                             head_epochs=head_epochs, human_weight=human_weight, max_minutes=max_minutes, seed=seed)
+                             head_epochs=head_epochs, human_weight=human_weight, head_average_from=head_average_from,
+                             teacher_valid_share=teacher_valid_share, max_minutes=max_minutes, seed=seed)
     path = train_student(ds, out, cfg, read_labels(labels) if labels else None)
     console.print(f"student -> {path}  (evaluate: searchrel eval --model {path} --data {dataset})")
 

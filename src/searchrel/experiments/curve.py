@@ -106,10 +106,12 @@ def curve(ds: Dataset, teacher: Path, out: Path, cfg: CurveConfig) -> dict[str, 
                               + (f", seed {seed}" if len(seeds) > 1 else "") + ")")
                 train_student(ds, run, train_cfg.model_copy(update={"seed": seed}), subset)
             rec = json.loads((run / "train.json").read_text())
+            held = (rec.get("teacher_valid") or {}).get("pairs", 0)
             notes.append(f"student {label}{f' (seed {seed})' if len(seeds) > 1 else ''}: {rec['distilled_pairs']:,} "
-                         f"distilled + human pairs = {rec['train_pairs']:,} training pairs, "
-                         f"{rec.get('head_epochs_run', 0)} head epochs and {rec['steps']} tower steps in "
-                         f"{rec['elapsed_s'] / 60:.1f} min")
+                         f"distilled + human pairs = {rec['train_pairs']:,} training pairs"
+                         + (f" ({held:,} distilled pairs held out to choose on)" if held else "")
+                         + f", {rec.get('head_epochs_run', 0)} head epochs and {rec['steps']} tower steps in "
+                         f"{rec['elapsed_s'] / 60:.1f} min, chosen on {rec['best'].get('on') or 'nothing (the last)'}")
             predictions[label].append(load_scorer(run).predict(ds, cfg.split))
             per_seed[label].append(evaluate(ds, predictions[label][-1], ev))
         results[f"student: {label}"] = mean_of(per_seed[label])

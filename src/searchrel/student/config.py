@@ -59,7 +59,18 @@ class StudentTrainConfig(BaseModel):
     # once, so an epoch over 200,000 pairs takes seconds, not a tower pass per step — chosen on valid; then all of it
     head_epochs: int = Field(40, ge=0)
     head_batch: int = Field(1024, ge=1)  # pairs per step of the head's epochs
-    head_patience: int = Field(5, ge=1)  # head epochs without a better valid NDCG@8 before the towers' phase begins
+    head_patience: int = Field(5, ge=1)  # head epochs without a better score to choose on before the towers' phase
+    # from this head epoch on, the head scored and kept is the running mean of its weights over the epochs since
+    # (stochastic weight averaging): one epoch's weights move the ranking of new queries by a point from epoch to
+    # epoch, their mean does not (query-grouped CV on CrowdFlower, docs/results.md). 0: each epoch's own weights
+    head_average_from: int = Field(3, ge=0)
+    # what the epochs and steps are chosen on: with distilled labels, this share of their queries is held out of
+    # training and the student is scored against the teacher's expected grades on them ("teacher-valid": hundreds
+    # of queries, where CrowdFlower's human valid split has 54 and chose on noise, docs/results.md), when that
+    # gives at least ``teacher_valid_min_queries``; otherwise, and for human labels alone, the human valid split.
+    # 0: always the human valid split. The grade thresholds are fitted on the human valid split either way
+    teacher_valid_share: float = Field(0.05, ge=0, lt=1)
+    teacher_valid_min_queries: int = Field(50, ge=1)
     # weight of each human label's cross-entropy beside each distilled pair's KL. 0: a student given teacher labels
     # learns from them alone (the teacher learnt the human labels): in query-grouped cross-validation on CrowdFlower
     # the x10 head gains most on new queries with 0 (+0.9 to +1.7 NDCG@8 over its start from its third epoch on),

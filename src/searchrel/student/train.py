@@ -8,14 +8,17 @@ Pair features are computed once before training. With ``head_epochs`` the head �
 projections — is first trained on the backbones' pooled states (computed once) and the pair features, many epochs
 in seconds (linear probing before fine-tuning, LP-FT), and the backbones then start from a head that already uses
 what the pooled states and the pair features can give.
-Validation on the valid split's human labels (NDCG@8) picks the best weights — the starting point included, so
-training can only keep or improve what the student started as on valid; a time budget stops cleanly.
+Validation picks the best weights — the starting point included, so training can only keep or improve what the
+student started as: with distilled labels, NDCG@8 against the teacher on a held-out share of their queries
+("teacher-valid", ``teacher_valid_share``), else NDCG@8 on the valid split's human labels. From
+``head_average_from`` on, the head scored and kept is the mean of its epochs' weights. A time budget stops cleanly.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,7 @@ from searchrel.data.dataset import Dataset
 from searchrel.distill.label import query_texts
 from searchrel.eval.evaluate import EvalConfig, evaluate
 from searchrel.eval.grades import fit_thresholds, pair_frame
+from searchrel.eval.metrics import ndcg_at_k
 from searchrel.models.encode import cpu_has_bf16, default_threads
 from searchrel.models.pairs import collate
 from searchrel.models.training import Budget, EarlyStopping, warmup_then_decay
@@ -108,6 +112,43 @@ def item_batches(item_of_row: np.ndarray, batch_items: int, seed: int) -> list[n
     return np.split(order, bounds)
 
 
+@dataclass
+class TeacherValid:
+    """Distilled pairs held out of training to choose on: ``rows`` (indices into the training rows), ``gains`` (the
+    teacher's expected grade of each) and ``pairs`` (their ``query_id, item_id``)."""
+
+    rows: np.ndarray
+    gains: np.ndarray
+    pairs: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def ndcg(self, expected: np.ndarray, scale_min: int) -> float | None:
+        """Mean NDCG@8 over the held-out queries of a ranking by ``expected`` (one value per held-out row), the
+        teacher's expected grades as the gains."""
+        frame = self.pairs.assign(_gain=self.gains, _score=expected)
+        values = [ndcg_at_k(g["_gain"].to_numpy(), g["_score"].to_numpy(), g["item_id"].to_numpy(), 8, scale_min)
+                  for _, g in frame.groupby("query_id", sort=False)]
+        values = [v for v in values if v is not None]
+        return float(np.mean(values)) if values else None
+
+
+def teacher_valid(rows: pd.DataFrame, targets: np.ndarray, cfg: StudentTrainConfig) -> TeacherValid:
+    """A seeded ``teacher_valid_share`` of the distilled rows' queries, every pair of each; empty when that is fewer
+    than ``teacher_valid_min_queries`` queries (or there are no distilled rows)."""
+    distilled = (rows["source"] == "teacher").to_numpy()
+    queries = np.unique(rows.loc[distilled, "query_id"].to_numpy())
+    n = int(round(cfg.teacher_valid_share * len(queries)))
+    if n < cfg.teacher_valid_min_queries:
+        held = np.zeros(0, np.int64)
+    else:
+        picked = np.random.default_rng(cfg.seed).choice(queries, n, replace=False)
+        held = np.flatnonzero(distilled & rows["query_id"].isin(picked).to_numpy())
+    gains = targets[held] @ np.asarray(cfg.student.scale.grades, np.float32)
+    return TeacherValid(held, gains, rows.iloc[held][["query_id", "item_id"]].reset_index(drop=True))
+
+
 def _head_parameters(student: Student) -> list[torch.nn.Parameter]:
     """Everything trainable outside the backbones: the towers' projections, the scorer and the residual."""
     return [p for n, p in student.named_parameters() if p.requires_grad and ".backbone." not in f".{n}"]
@@ -138,48 +179,111 @@ def head_epoch(student: Student, opt: torch.optim.Optimizer, q_pool: torch.Tenso
         opt.zero_grad(set_to_none=True)
 
 
-def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: pd.DataFrame, q_row: np.ndarray,
-                i_row: np.ndarray, q_text: list[str], i_text: list[str], feats: np.ndarray | None,
-                targets: torch.Tensor, weights: torch.Tensor, bf16: bool, history: list[dict], budget: Budget) -> int:
+def _chosen_on(tv: TeacherValid, valid: pd.DataFrame) -> str | None:
+    """Which score the student's epochs and steps are chosen on: ``teacher-valid``, ``valid`` or None (nothing)."""
+    return "teacher-valid" if len(tv) else ("valid" if len(valid) else None)
+
+
+def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: pd.DataFrame, tv: TeacherValid,
+                train_rows: np.ndarray, q_row: np.ndarray, i_row: np.ndarray, q_text: list[str], i_text: list[str],
+                feats: np.ndarray | None, targets: torch.Tensor, weights: torch.Tensor, bf16: bool,
+                history: list[dict], budget: Budget) -> int:
     """Train the head — the scorer, the residual and the towers' projections — on the towers' backbones frozen at
     their start: every query and item's pooled state computed once, then ``head_epochs`` epochs of ``head_batch``
-    random pairs, the epoch with the best valid NDCG@8 kept (without valid pairs: every epoch, the last kept)."""
+    random pairs of ``train_rows``; from epoch ``head_average_from`` on the candidate is the mean of the weights since
+    (SWA). The best candidate on teacher-valid (else valid) is kept; with neither, the last."""
     q_pool = torch.from_numpy(student.embed(q_text, "query", bf16=bf16, pooled=True))
     i_pool = torch.from_numpy(student.embed(i_text, "item", bf16=bf16, pooled=True))
     f_all = None if feats is None else torch.from_numpy(feats)
     if len(valid):
         vq, vq_idx, vi, vi_idx = pair_sides(student, ds, valid, bf16=bf16, pooled=True)  # valid's states, once too
+    on = _chosen_on(tv, valid)
     opt = torch.optim.AdamW(_head_parameters(student), lr=cfg.head_lr, weight_decay=cfg.weight_decay)
     q_row_t, i_row_t = torch.from_numpy(q_row), torch.from_numpy(i_row)
-    early, best = EarlyStopping(), copy.deepcopy(student.state_dict()) if len(valid) else None
+    tv_rows = torch.from_numpy(tv.rows)
+    early, best = EarlyStopping(), copy.deepcopy(student.state_dict()) if on else None
     gen = torch.Generator().manual_seed(cfg.seed)
+    head = {n: p for n, p in student.named_parameters() if p.requires_grad and ".backbone." not in f".{n}"}
+    averaged, n_averaged = None, 0
+    grades = np.asarray(student.config.scale.grades, np.float32)
 
-    def score_valid(epoch: int) -> None:
+    def score(epoch: int) -> None:
         nonlocal best
-        if not len(valid):  # nothing to select on: the last epoch is kept
+        if on is None:  # nothing to select on: the last epoch is kept
             return
+        metrics: dict = {}
         with torch.no_grad():
-            qs = Side(student.query_tower.project(torch.from_numpy(vq.emb)).numpy(), vq.features)
-            its = Side(student.item_tower.project(torch.from_numpy(vi.emb)).numpy(), vi.features)
-        metrics = _valid_metrics(student, ds, valid, student.predict(qs, vq_idx, its, vi_idx))
+            if len(valid):
+                qs = Side(student.query_tower.project(torch.from_numpy(vq.emb)).numpy(), vq.features)
+                its = Side(student.item_tower.project(torch.from_numpy(vi.emb)).numpy(), vi.features)
+                metrics = _valid_metrics(student, ds, valid, student.predict(qs, vq_idx, its, vi_idx))
+            if len(tv):
+                logits = student.score(student.query_tower.project(q_pool[q_row_t[tv_rows]]),
+                                       student.item_tower.project(i_pool[i_row_t[tv_rows]]),
+                                       None if f_all is None else f_all[tv_rows])
+                metrics["teacher_valid_ndcg@8"] = tv.ndcg(torch.softmax(logits, -1).numpy() @ grades, int(grades[0]))
         history.append({"head_epoch": epoch, "elapsed_s": round(budget.elapsed_s, 1), **metrics})
-        if early.update(metrics["ndcg@8"], epoch):
+        if early.update(metrics["teacher_valid_ndcg@8" if on == "teacher-valid" else "ndcg@8"], epoch):
             best = copy.deepcopy(student.state_dict())
 
-    score_valid(0)
+    def score_averaged(epoch: int) -> None:
+        """Score the mean of the head's weights over epochs ``head_average_from``..``epoch``, then go on training
+        from this epoch's own weights."""
+        nonlocal averaged, n_averaged
+        live = {n: p.detach().clone() for n, p in head.items()}
+        n_averaged += 1
+        averaged = live if averaged is None else {n: averaged[n] + (live[n] - averaged[n]) / n_averaged for n in head}
+        with torch.no_grad():
+            for n, p in head.items():
+                p.copy_(averaged[n])
+        score(epoch)
+        with torch.no_grad():
+            for n, p in head.items():
+                p.copy_(live[n])
+
+    student.eval()
+    score(0)
+    rows = torch.from_numpy(train_rows)
     with step("training the student's head on frozen backbones", total=cfg.head_epochs) as advance:
         for epoch in range(1, cfg.head_epochs + 1):
-            head_epoch(student, opt, q_pool, i_pool, q_row_t, i_row_t, f_all, targets, weights, cfg.head_batch, gen)
-            score_valid(epoch)
+            head_epoch(student, opt, q_pool, i_pool, q_row_t, i_row_t, f_all, targets, weights, cfg.head_batch, gen,
+                       rows=rows)
+            student.eval()
+            if cfg.head_average_from and epoch >= cfg.head_average_from:
+                score_averaged(epoch)
+            else:
+                score(epoch)
             advance()
             if early.stop(cfg.head_patience) or budget.spent():
                 break
-    if len(valid):
+    if on is not None:
         student.load_state_dict(best)
-        console.print(f"student head: best valid ndcg@8 {early.best:.4f} after {early.best_step} of {epoch} epochs")
+        console.print(f"student head: best {on} ndcg@8 {early.best:.4f} after {early.best_step} of {epoch} epochs")
     else:
-        console.print(f"student head: no valid pairs to choose an epoch on: kept the last of {epoch} epochs")
+        if averaged is not None:  # the last candidate: the mean of the weights
+            with torch.no_grad():
+                for n, p in head.items():
+                    p.copy_(averaged[n])
+        console.print(f"student head: nothing to choose an epoch on: kept the last of {epoch} epochs")
     return epoch
+
+
+def _teacher_valid_ndcg(student: Student, tv: TeacherValid, q_row: np.ndarray, i_row: np.ndarray,
+                        q_tok: list[list[int]], i_tok: list[list[int]], feats: np.ndarray | None,
+                        bf16: bool) -> float | None:
+    """Teacher-valid NDCG@8 of the whole student (its towers as they are now): each held-out query and item
+    encoded once."""
+    uq, q_idx = np.unique(q_row[tv.rows], return_inverse=True)
+    ui, i_idx = np.unique(i_row[tv.rows], return_inverse=True)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        q = torch.cat([student.query_tower(*collate([q_tok[i] for i in part], student.tokenizer.pad_token_id))
+                       for part in np.array_split(uq, max(1, len(uq) // 64))]).float()
+        d = torch.cat([student.item_tower(*collate([i_tok[i] for i in part], student.tokenizer.pad_token_id))
+                       for part in np.array_split(ui, max(1, len(ui) // 64))]).float()
+        logits = student.score(q[torch.from_numpy(q_idx)], d[torch.from_numpy(i_idx)],
+                               None if feats is None else torch.from_numpy(feats[tv.rows]))
+    grades = np.asarray(student.config.scale.grades, np.float32)
+    return tv.ndcg(torch.softmax(logits.float(), -1).numpy() @ grades, int(grades[0]))
 
 
 def _optimizer(student: Student, cfg: StudentTrainConfig, total: int):
@@ -201,17 +305,22 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
     scfg = student.config
 
     rows, targets = training_rows(ds, labels, cfg)
+    tv = teacher_valid(rows, targets, cfg)
+    train_rows = np.setdiff1d(np.arange(len(rows)), tv.rows)
     q_row, i_row, q_text, i_text, feats = pair_inputs(student, ds, rows)
-    console.print(f"student training data: {len(rows):,} pairs ({len(q_text):,} queries, {len(i_text):,} items)")
+    console.print(f"student training data: {len(train_rows):,} pairs ({len(q_text):,} queries, {len(i_text):,} items)"
+                  + (f"; {len(tv):,} pairs of {tv.pairs['query_id'].nunique():,} distilled queries held out to "
+                     "choose on (teacher-valid)" if len(tv) else ""))
     if feats is not None:
-        student.feat_mean.copy_(torch.from_numpy(feats.mean(0)))
-        student.feat_std.copy_(torch.from_numpy(feats.std(0) + 1e-3))  # a constant feature divides by 1e-3, not 0
+        student.feat_mean.copy_(torch.from_numpy(feats[train_rows].mean(0)))
+        student.feat_std.copy_(torch.from_numpy(feats[train_rows].std(0) + 1e-3))  # a constant feature: 1e-3, not 0
     q_tok, i_tok = student.tokenize(q_text, "query"), student.tokenize(i_text, "item")
     weights = torch.from_numpy(rows["weight"].to_numpy(np.float32))
     targets_t = torch.from_numpy(targets)
 
     valid = ds.pairs("valid")
-    steps_per_epoch = len(item_batches(i_row, cfg.batch_items, 0))
+    on = _chosen_on(tv, valid)
+    steps_per_epoch = len(item_batches(i_row[train_rows], cfg.batch_items, 0))
     total = steps_per_epoch * cfg.epochs
     opt, sched = _optimizer(student, cfg, total)
     budget = Budget(cfg.max_minutes)
@@ -221,24 +330,30 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
 
     def validate() -> None:
         nonlocal best_state
-        if valid.empty:  # nothing to select on: the latest weights are the best
+        if on is None:  # nothing to select on: the latest weights are the best
             best_state, early.best_step = copy.deepcopy(student.state_dict()), global_step
             return
-        metrics = _valid_metrics(student, ds, valid, predict_pairs(student, ds, valid, bf16=bf16))
+        student.eval()
+        metrics = {}
+        if len(valid):
+            metrics = _valid_metrics(student, ds, valid, predict_pairs(student, ds, valid, bf16=bf16))
+        if len(tv):
+            metrics["teacher_valid_ndcg@8"] = _teacher_valid_ndcg(student, tv, q_row, i_row, q_tok, i_tok, feats, bf16)
         history.append({"step": global_step, "elapsed_s": round(budget.elapsed_s, 1), **metrics})
-        if early.update(metrics["ndcg@8"], global_step):
+        if early.update(metrics["teacher_valid_ndcg@8" if on == "teacher-valid" else "ndcg@8"], global_step):
             best_state = copy.deepcopy(student.state_dict())
         student.train()
 
     head_epochs_run = 0
     if cfg.head_epochs:
-        head_epochs_run = _train_head(student, ds, cfg, valid, q_row, i_row, q_text, i_text, feats, targets_t,
-                                      weights, bf16, history, budget)
+        head_epochs_run = _train_head(student, ds, cfg, valid, tv, train_rows, q_row, i_row, q_text, i_text, feats,
+                                      targets_t, weights, bf16, history, budget)
     validate()  # the starting point (the residual's feature, or the trained head) is a candidate too
     student.train()
     with step(f"training student ({scfg.backbone}, {scfg.layers or 'all'} layers)", total=total) as advance:
         for epoch in range(cfg.epochs):
-            batches = item_batches(i_row, cfg.batch_items, cfg.seed * 1000 + epoch)  # one order per (seed, epoch)
+            # one order per (seed, epoch), of the training rows (teacher-valid's are held out)
+            batches = [train_rows[b] for b in item_batches(i_row[train_rows], cfg.batch_items, cfg.seed * 1000 + epoch)]
             for n, b in enumerate(batches):
                 uq, uq_inv = np.unique(q_row[b], return_inverse=True)
                 ui, ui_inv = np.unique(i_row[b], return_inverse=True)
@@ -276,16 +391,17 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
     elapsed = budget.elapsed_s
     student.load_state_dict(best_state)
     student.eval()
-    if cfg.fit_thresholds and not valid.empty:
+    if cfg.fit_thresholds and not valid.empty:  # the grades' cut points: on the human labels
         probs = predict_pairs(student, ds, valid, bf16=bf16)
         student.config.thresholds = fit_thresholds(probs, valid["label"].to_numpy(), scfg.scale)
     student.save(out)
-    record = {"config": cfg.model_dump(), "train_pairs": len(rows), "distilled_pairs": 0 if labels is None else len(labels),
+    record = {"config": cfg.model_dump(), "train_pairs": len(train_rows), "distilled_pairs": 0 if labels is None else len(labels),
               "queries": len(q_text), "items": len(i_text), "head_epochs_run": head_epochs_run, "steps": global_step,
               "elapsed_s": round(elapsed, 1),
               "pairs_per_s": round(seen_pairs / elapsed, 1) if elapsed else None,
-              "best": {"ndcg@8": early.best, "step": early.best_step}, "history": history}
+              "teacher_valid": {"queries": int(tv.pairs["query_id"].nunique()), "pairs": len(tv)},
+              "best": {"ndcg@8": early.best, "step": early.best_step, "on": on}, "history": history}
     (out / "train.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     best = "n/a" if early.best is None else f"{early.best:.4f}"
-    console.print(f"student (best valid ndcg@8 {best} at step {early.best_step}) -> {out}")
+    console.print(f"student (best {on or 'valid'} ndcg@8 {best} at step {early.best_step}) -> {out}")
     return out
