@@ -61,8 +61,9 @@ class StudentTrainConfig(BaseModel):
     head_batch: int = Field(1024, ge=1)  # pairs per step of the head's epochs
     head_patience: int = Field(5, ge=1)  # head epochs without a better score to choose on before the towers' phase
     # from this head epoch on, the head scored and kept is the running mean of its weights over the epochs since
-    # (stochastic weight averaging): one epoch's weights move the ranking of new queries by a point from epoch to
-    # epoch, their mean does not (query-grouped CV on CrowdFlower, docs/results.md). 0: each epoch's own weights
+    # (stochastic weight averaging): one epoch's weights move the ranking of new queries by up to a point from epoch
+    # to epoch, their mean by less than half as much (query-grouped CV on CrowdFlower, docs/results.md). 0: each
+    # epoch's own weights
     head_average_from: int = Field(3, ge=0)
     # what the epochs and steps are chosen on: with distilled labels, this share of their queries is held out of
     # training and the student is scored against the teacher's expected grades on them ("teacher-valid": hundreds
