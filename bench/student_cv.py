@@ -22,6 +22,7 @@ overall and per language; writes bench/results/student-cv-DATE.json with the mac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import datetime as dt
 import json
@@ -63,7 +64,14 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
 
     from searchrel.experiments.curve import distilled_subset
     from searchrel.student.model import new_student
-    from searchrel.student.train import _head_parameters, head_epoch, pair_inputs, training_rows
+    from searchrel.student.train import (
+        HeadAverage,
+        _head_parameters,
+        head_epoch,
+        pair_inputs,
+        pooled_logits,
+        training_rows,
+    )
 
     subset = None if factor == 0 else distilled_subset(labels, factor, len(ds.judgments), sample_seed)
     rows, targets = training_rows(ds, subset, train_cfg, human_splits=("train", "valid"))
@@ -111,9 +119,7 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
     def expected_grade(student, which: np.ndarray) -> np.ndarray:
         """The student's expected grade of the rows ``which``, from the frozen pooled states."""
         with torch.no_grad():
-            h = torch.from_numpy(which)
-            logits = student.score(student.query_tower.project(q_pool[q_row_t[h]]),
-                                   student.item_tower.project(i_pool[i_row_t[h]]), None if feats is None else feats[h])
+            logits = pooled_logits(student, q_pool, i_pool, q_row_t, i_row_t, feats, torch.from_numpy(which))
             return torch.softmax(logits, -1).numpy() @ np.asarray(grades, np.float32)
 
     per_fold: list[list[dict]] = []
@@ -128,31 +134,21 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
         opt = torch.optim.AdamW(_head_parameters(student), lr=train_cfg.head_lr, weight_decay=train_cfg.weight_decay)
         gen = torch.Generator().manual_seed(train_cfg.seed)
         trace = []
-        head = {n: p for n, p in student.named_parameters() if any(p is q for q in _head_parameters(student))}
-        averaged, seen, live = None, 0, None
+        average = HeadAverage(student)
         for epoch in range(epochs + 1):
             if epoch:
                 head_epoch(student, opt, q_pool, i_pool, q_row_t, i_row_t, feats, targets, weights,
                            train_cfg.head_batch, gen, rows=train)
-            if average_from and epoch >= average_from:  # score the running mean of the head's weights
-                live = {n: p.detach().clone() for n, p in head.items()}
-                seen += 1
-                averaged = live if averaged is None else {n: averaged[n] + (live[n] - averaged[n]) / seen
-                                                          for n in head}
-                with torch.no_grad():
-                    for n, p in head.items():
-                        p.copy_(averaged[n])
+            averaging = bool(average_from) and epoch >= average_from  # score the running mean of the head's weights
+            if averaging:
+                average.update()
             student.eval()
-            trace.append(ndcg_and_qwk(rows.iloc[held], expected_grade(student, held), None, grades))
-            if len(t_valid):
-                tv = rows.iloc[t_valid][["query_id", "item_id"]].assign(label=t_gain, language="teacher")
-                trace[-1]["teacher-valid ndcg@8"] = ndcg_and_qwk(tv, expected_grade(student, t_valid), None,
-                                                                 grades)["ndcg@8"]
-            if live is not None:  # training goes on from the last epoch's own weights
-                with torch.no_grad():
-                    for n, p in head.items():
-                        p.copy_(live[n])
-                live = None
+            with average.applied() if averaging else contextlib.nullcontext():
+                trace.append(ndcg_and_qwk(rows.iloc[held], expected_grade(student, held), None, grades))
+                if len(t_valid):
+                    tv = rows.iloc[t_valid][["query_id", "item_id"]].assign(label=t_gain, language="teacher")
+                    trace[-1]["teacher-valid ndcg@8"] = ndcg_and_qwk(tv, expected_grade(student, t_valid), None,
+                                                                     grades)["ndcg@8"]
         per_fold.append(trace)
         print(f"  x{factor:g} fold {k}: " + " ".join(f"{t['ndcg@8']:.4f}" for t in trace), file=sys.stderr)
         if len(t_valid):

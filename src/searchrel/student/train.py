@@ -16,6 +16,7 @@ student started as: with distilled labels, NDCG@8 against the teacher on a held-
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from dataclasses import dataclass
@@ -149,9 +150,54 @@ def teacher_valid(rows: pd.DataFrame, targets: np.ndarray, cfg: StudentTrainConf
     return TeacherValid(held, gains, rows.iloc[held][["query_id", "item_id"]].reset_index(drop=True))
 
 
+def _head_named(student: Student) -> dict[str, torch.nn.Parameter]:
+    """Everything trainable outside the backbones, by name: the towers' projections, the scorer and the residual."""
+    return {n: p for n, p in student.named_parameters() if p.requires_grad and ".backbone." not in f".{n}"}
+
+
 def _head_parameters(student: Student) -> list[torch.nn.Parameter]:
-    """Everything trainable outside the backbones: the towers' projections, the scorer and the residual."""
-    return [p for n, p in student.named_parameters() if p.requires_grad and ".backbone." not in f".{n}"]
+    return list(_head_named(student).values())
+
+
+class HeadAverage:
+    """The running mean of the head's weights over the epochs it is updated after (stochastic weight averaging).
+    ``applied()`` puts the mean into the student for as long as the ``with`` block lasts (to score it) and puts the
+    live weights back after, so training goes on from its own last epoch; ``apply()`` puts the mean in for good."""
+
+    def __init__(self, student: Student):
+        self.head = _head_named(student)
+        self.mean: dict[str, torch.Tensor] | None = None
+        self.n = 0
+
+    def update(self) -> None:
+        live = {n: p.detach().clone() for n, p in self.head.items()}
+        self.n += 1
+        self.mean = live if self.mean is None else {n: m + (live[n] - m) / self.n for n, m in self.mean.items()}
+
+    @torch.no_grad()
+    def _copy_in(self, weights: dict[str, torch.Tensor]) -> None:
+        for n, p in self.head.items():
+            p.copy_(weights[n])
+
+    @contextlib.contextmanager
+    def applied(self):
+        live = {n: p.detach().clone() for n, p in self.head.items()}
+        self._copy_in(self.mean)
+        try:
+            yield
+        finally:
+            self._copy_in(live)
+
+    def apply(self) -> None:
+        self._copy_in(self.mean)
+
+
+def pooled_logits(student: Student, q_pool: torch.Tensor, i_pool: torch.Tensor, q_row: torch.Tensor,
+                  i_row: torch.Tensor, feats: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
+    """Grade logits of the training rows ``rows`` from the frozen backbones' pooled states: row ``r`` pairs query
+    state ``q_pool[q_row[r]]`` with item state ``i_pool[i_row[r]]``."""
+    return student.score(student.query_tower.project(q_pool[q_row[rows]]),
+                         student.item_tower.project(i_pool[i_row[rows]]), None if feats is None else feats[rows])
 
 
 def _valid_metrics(student: Student, ds: Dataset, valid: pd.DataFrame, probs: np.ndarray) -> dict:
@@ -169,9 +215,7 @@ def head_epoch(student: Student, opt: torch.optim.Optimizer, q_pool: torch.Tenso
     order = torch.randperm(len(q_row) if rows is None else len(rows), generator=gen)
     student.train()
     for b in (order if rows is None else rows[order]).split(batch):
-        q = student.query_tower.project(q_pool[q_row[b]])
-        d = student.item_tower.project(i_pool[i_row[b]])
-        logits = student.score(q, d, None if feats is None else feats[b])
+        logits = pooled_logits(student, q_pool, i_pool, q_row, i_row, feats, b)
         ce = torch.sum(-targets[b] * torch.log_softmax(logits, -1), -1)
         loss = (ce * weights[b]).sum() / weights[b].sum()
         loss.backward()
@@ -203,8 +247,7 @@ def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: p
     tv_rows = torch.from_numpy(tv.rows)
     early, best = EarlyStopping(), copy.deepcopy(student.state_dict()) if on else None
     gen = torch.Generator().manual_seed(cfg.seed)
-    head = {n: p for n, p in student.named_parameters() if p.requires_grad and ".backbone." not in f".{n}"}
-    averaged, n_averaged = None, 0
+    average = HeadAverage(student)
     grades = np.asarray(student.config.scale.grades, np.float32)
 
     def score(epoch: int) -> None:
@@ -218,28 +261,11 @@ def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: p
                 its = Side(student.item_tower.project(torch.from_numpy(vi.emb)).numpy(), vi.features)
                 metrics = _valid_metrics(student, ds, valid, student.predict(qs, vq_idx, its, vi_idx))
             if len(tv):
-                logits = student.score(student.query_tower.project(q_pool[q_row_t[tv_rows]]),
-                                       student.item_tower.project(i_pool[i_row_t[tv_rows]]),
-                                       None if f_all is None else f_all[tv_rows])
+                logits = pooled_logits(student, q_pool, i_pool, q_row_t, i_row_t, f_all, tv_rows)
                 metrics["teacher_valid_ndcg@8"] = tv.ndcg(torch.softmax(logits, -1).numpy() @ grades, int(grades[0]))
         history.append({"head_epoch": epoch, "elapsed_s": round(budget.elapsed_s, 1), **metrics})
         if early.update(metrics["teacher_valid_ndcg@8" if on == "teacher-valid" else "ndcg@8"], epoch):
             best = copy.deepcopy(student.state_dict())
-
-    def score_averaged(epoch: int) -> None:
-        """Score the mean of the head's weights over epochs ``head_average_from``..``epoch``, then go on training
-        from this epoch's own weights."""
-        nonlocal averaged, n_averaged
-        live = {n: p.detach().clone() for n, p in head.items()}
-        n_averaged += 1
-        averaged = live if averaged is None else {n: averaged[n] + (live[n] - averaged[n]) / n_averaged for n in head}
-        with torch.no_grad():
-            for n, p in head.items():
-                p.copy_(averaged[n])
-        score(epoch)
-        with torch.no_grad():
-            for n, p in head.items():
-                p.copy_(live[n])
 
     student.eval()
     score(0)
@@ -249,8 +275,10 @@ def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: p
             head_epoch(student, opt, q_pool, i_pool, q_row_t, i_row_t, f_all, targets, weights, cfg.head_batch, gen,
                        rows=rows)
             student.eval()
-            if cfg.head_average_from and epoch >= cfg.head_average_from:
-                score_averaged(epoch)
+            if cfg.head_average_from and epoch >= cfg.head_average_from:  # the candidate: the mean since then
+                average.update()
+                with average.applied():
+                    score(epoch)
             else:
                 score(epoch)
             advance()
@@ -260,30 +288,23 @@ def _train_head(student: Student, ds: Dataset, cfg: StudentTrainConfig, valid: p
         student.load_state_dict(best)
         console.print(f"student head: best {on} ndcg@8 {early.best:.4f} after {early.best_step} of {epoch} epochs")
     else:
-        if averaged is not None:  # the last candidate: the mean of the weights
-            with torch.no_grad():
-                for n, p in head.items():
-                    p.copy_(averaged[n])
+        if average.mean is not None:  # the last candidate: the mean of the weights
+            average.apply()
         console.print(f"student head: nothing to choose an epoch on: kept the last of {epoch} epochs")
     return epoch
 
 
 def _teacher_valid_ndcg(student: Student, tv: TeacherValid, q_row: np.ndarray, i_row: np.ndarray,
-                        q_tok: list[list[int]], i_tok: list[list[int]], feats: np.ndarray | None,
-                        bf16: bool) -> float | None:
+                        q_text: list[str], i_text: list[str], feats: np.ndarray | None, bf16: bool) -> float | None:
     """Teacher-valid NDCG@8 of the whole student (its towers as they are now): each held-out query and item
-    encoded once."""
+    embedded once."""
     uq, q_idx = np.unique(q_row[tv.rows], return_inverse=True)
     ui, i_idx = np.unique(i_row[tv.rows], return_inverse=True)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        q = torch.cat([student.query_tower(*collate([q_tok[i] for i in part], student.tokenizer.pad_token_id))
-                       for part in np.array_split(uq, max(1, len(uq) // 64))]).float()
-        d = torch.cat([student.item_tower(*collate([i_tok[i] for i in part], student.tokenizer.pad_token_id))
-                       for part in np.array_split(ui, max(1, len(ui) // 64))]).float()
-        logits = student.score(q[torch.from_numpy(q_idx)], d[torch.from_numpy(i_idx)],
-                               None if feats is None else torch.from_numpy(feats[tv.rows]))
+    queries = Side(student.embed([q_text[i] for i in uq], "query", bf16=bf16), {})
+    items = Side(student.embed([i_text[i] for i in ui], "item", bf16=bf16), {})
+    probs = student.predict(queries, q_idx, items, i_idx, None if feats is None else feats[tv.rows])
     grades = np.asarray(student.config.scale.grades, np.float32)
-    return tv.ndcg(torch.softmax(logits.float(), -1).numpy() @ grades, int(grades[0]))
+    return tv.ndcg(probs @ grades, int(grades[0]))
 
 
 def _optimizer(student: Student, cfg: StudentTrainConfig, total: int):
@@ -338,7 +359,8 @@ def train_student(ds: Dataset, out: Path, cfg: StudentTrainConfig, labels: pd.Da
         if len(valid):
             metrics = _valid_metrics(student, ds, valid, predict_pairs(student, ds, valid, bf16=bf16))
         if len(tv):
-            metrics["teacher_valid_ndcg@8"] = _teacher_valid_ndcg(student, tv, q_row, i_row, q_tok, i_tok, feats, bf16)
+            metrics["teacher_valid_ndcg@8"] = _teacher_valid_ndcg(student, tv, q_row, i_row, q_text, i_text, feats,
+                                                                  bf16)
         history.append({"step": global_step, "elapsed_s": round(budget.elapsed_s, 1), **metrics})
         if early.update(metrics["teacher_valid_ndcg@8" if on == "teacher-valid" else "ndcg@8"], global_step):
             best_state = copy.deepcopy(student.state_dict())
