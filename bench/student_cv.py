@@ -70,6 +70,7 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
         head_epoch,
         pair_inputs,
         pooled_logits,
+        teacher_valid,
         training_rows,
     )
 
@@ -107,14 +108,14 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
     grades = list(ds.info.scale.grades)
     human = (rows["source"] == "human").to_numpy()
     trainable = np.arange(len(rows)) < n_trainable
-    # teacher-valid: a share of the pseudo-queries (in no fold) held out of every fold's training, scored against
-    # the teacher's expected grade — how closely the head follows the teacher on queries it has not seen
-    pseudo = np.unique(rows.loc[(fold == -1) & ~human, "query_id"])
-    picked = np.random.default_rng(train_cfg.seed).choice(pseudo, round(teacher_valid_share * len(pseudo)),
-                                                          replace=False) if teacher_valid_share else []
-    t_valid = np.flatnonzero(rows["query_id"].isin(picked).to_numpy() & ~human)
-    trainable[t_valid] = False
-    t_gain = targets[t_valid].numpy() @ np.asarray(ds.info.scale.grades, np.float32) if len(t_valid) else None
+    # teacher-valid: held out as the student holds it out (student.train.teacher_valid), from the pseudo-queries only
+    # (in no fold; the folds' own queries are scored on their human labels), scored against the teacher's expected
+    # grades — how closely the head follows the teacher on queries it has not seen
+    pseudo = (fold == -1) & ~human
+    tv = teacher_valid(rows.assign(source=np.where(pseudo, "teacher", "fold")), targets.numpy(),
+                       train_cfg.model_copy(update={"teacher_valid_share": teacher_valid_share,
+                                                    "teacher_valid_min_queries": 1}))
+    trainable[tv.rows] = False
 
     def expected_grade(student, which: np.ndarray) -> np.ndarray:
         """The student's expected grade of the rows ``which``, from the frozen pooled states."""
@@ -145,20 +146,18 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
             student.eval()
             with average.applied() if averaging else contextlib.nullcontext():
                 trace.append(ndcg_and_qwk(rows.iloc[held], expected_grade(student, held), None, grades))
-                if len(t_valid):
-                    tv = rows.iloc[t_valid][["query_id", "item_id"]].assign(label=t_gain, language="teacher")
-                    trace[-1]["teacher-valid ndcg@8"] = ndcg_and_qwk(tv, expected_grade(student, t_valid), None,
-                                                                     grades)["ndcg@8"]
+                if len(tv):
+                    trace[-1]["teacher-valid ndcg@8"] = tv.ndcg(expected_grade(student, tv.rows), grades[0])
         per_fold.append(trace)
         print(f"  x{factor:g} fold {k}: " + " ".join(f"{t['ndcg@8']:.4f}" for t in trace), file=sys.stderr)
-        if len(t_valid):
+        if len(tv):
             print(f"  x{factor:g} fold {k}, teacher-valid: "
                   + " ".join(f"{t['teacher-valid ndcg@8']:.4f}" for t in trace), file=sys.stderr)
     keys = list(per_fold[0][0])
     mean = [{key: round(float(np.mean([f[e][key] for f in per_fold])), 4) for key in keys} for e in range(epochs + 1)]
     return {"mean": mean, "folds": [[round(t["ndcg@8"], 4) for t in f] for f in per_fold],
             "folds_teacher_valid": [[round(t["teacher-valid ndcg@8"], 4) for t in f] for f in per_fold]
-            if len(t_valid) else None, "teacher_valid_queries": len(picked),
+            if len(tv) else None, "teacher_valid_queries": int(tv.pairs["query_id"].nunique()),
             "training_rows": n_trainable, "queries": len(q_text)}
 
 
