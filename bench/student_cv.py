@@ -161,10 +161,25 @@ def cross_validate_head(ds, labels, student_cfg, train_cfg, factor: float, folds
             "training_rows": n_trainable, "queries": len(q_text)}
 
 
-def main() -> None:
+def load_inputs(ap: argparse.ArgumentParser, args: argparse.Namespace):
+    """``args.data``'s dataset, ``args.labels``'s labels and ``args.teacher``'s item-text config; a usage error
+    naming what is missing, without a traceback."""
     from searchrel.annotate.text import TextConfig
     from searchrel.data.dataset import load_dataset
     from searchrel.distill.label import read_labels
+
+    teacher_json = args.teacher / "teacher.json"
+    if not teacher_json.is_file():
+        ap.error(f"{args.teacher}: no teacher.json (give the directory `searchrel teacher train --out` wrote)")
+    try:
+        ds = load_dataset(args.data)
+        labels = read_labels(args.labels)
+    except (OSError, ValueError) as e:  # no dataset or labels there: say which
+        ap.error(str(e))
+    return ds, labels, TextConfig.model_validate(json.loads(teacher_json.read_text())["text"])
+
+
+def main() -> None:
     from searchrel.student.config import StudentConfig, StudentTrainConfig
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -192,17 +207,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.folds < 2 or args.epochs < 1:
         ap.error("--folds must be at least 2 and --epochs at least 1")
-    teacher_json = args.teacher / "teacher.json"
-    if not teacher_json.is_file():
-        ap.error(f"{args.teacher}: no teacher.json (give the directory `searchrel teacher train --out` wrote)")
-
     started = time.perf_counter()
-    try:
-        ds = load_dataset(args.data)
-        labels = read_labels(args.labels)
-    except (OSError, ValueError) as e:  # no dataset or labels there: say which, without a traceback
-        ap.error(str(e))
-    text = TextConfig.model_validate(json.loads(teacher_json.read_text())["text"])
+    ds, labels, text = load_inputs(ap, args)
     results = []
     for hidden in args.hidden:
         student_cfg = StudentConfig(text=text, scale=ds.info.scale, scorer_hidden=hidden)

@@ -1,16 +1,18 @@
 """Probe candidate query-side-cheap features for the student before building them: how well does each rank alone,
 and averaged with the zero-shot cosine the student already carries?
 
-    .venv/bin/python bench/student_features.py --data data/cf [--model me5-small] [--prf-k 5,10,20]
+    .venv/bin/python bench/student_features.py --data data/cf [--model me5-small] [--prf-k 5,10,20] [--other-model M]
 
 Every candidate keeps the student's serving contract — a query vector from the zero-shot model (computed online,
-cached), item vectors offline — and costs no second query model:
+cached), item vectors offline — and all but ``other:M`` cost no second query model:
 
 * ``whole`` — the zero-shot cosine with the item's whole text (the student's ``zero_shot`` feature today);
 * ``title`` / ``description`` — the same query vector against a vector of that field alone (one more item vector);
 * ``prf_<catalogue><k>`` — pseudo-relevance feedback, the teacher's ``prf:`` member on the student's model: the
   item's vector against the mean of the query's ``k`` nearest catalogue vectors (whole texts or titles), an
-  item-index search per query at serving time.
+  item-index search per query at serving time;
+* ``other:M`` (with ``--other-model M``) — a second zero-shot model's cosine with the whole text (a second
+  transformer pass per query, e.g. an English-only model beside a multilingual one).
 
 Each is scored alone and as a per-query z-score average with ``whole`` (weights 0.3, 0.5, 1): NDCG@8 per split and
 language over every judged query. A candidate worth building lifts the average on train and valid in every
@@ -72,6 +74,8 @@ def main() -> None:
     ap.add_argument("--model", default="me5-small", help="the student's zero-shot model")
     ap.add_argument("--prf-k", default="5,10,20", type=_ks, help="catalogue neighbours averaged per query, "
                     "comma-separated positive integers")
+    ap.add_argument("--other-model", default=None, help="a second zero-shot model (registry name, local path or hub "
+                    "id) whose whole-text cosine is a candidate too")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -86,6 +90,10 @@ def main() -> None:
         if field in text.fields:  # an item without the field falls back to its whole text, as the teacher does
             vectors[field] = enc.encode([p.get(field) or t for p, t in zip(parts, texts.tolist())], kind="passage")
     queries = enc.encode(ds.queries["text"].tolist(), kind="query")
+    if args.other_model:
+        other = load_encoder(args.other_model)
+        other_items = other.encode(texts.tolist(), kind="passage")
+        other_queries = other.encode(ds.queries["text"].tolist(), kind="query")
     encode_s = time.perf_counter() - started
 
     judged = ds.judgments.assign(split=ds.judgments["query_id"].map(ds.split_of()),
@@ -93,6 +101,8 @@ def main() -> None:
     q_row = judged["query_id"].map({q: i for i, q in enumerate(ds.queries["query_id"])}).to_numpy()
     i_row = judged["item_id"].map({i: n for n, i in enumerate(texts.index)}).to_numpy()
     scores = {name: np.einsum("nd,nd->n", queries[q_row], v[i_row]) for name, v in vectors.items()}
+    if args.other_model:
+        scores[f"other:{args.other_model}"] = np.einsum("nd,nd->n", other_queries[q_row], other_items[i_row])
     for k in args.prf_k:
         for catalogue in [c for c in ("whole", "title") if c in vectors]:
             sims = prf_cosine(queries, vectors[catalogue], vectors[catalogue], k)
@@ -118,7 +128,8 @@ def main() -> None:
             row |= {f"{split} {k.removeprefix('ndcg@8 ')}": round(v, 4) for k, v in metrics.items()}
         rows.append(row)
     res = {"date": dt.date.today().isoformat(), "machine": machine_info(), "data": str(args.data),
-           "model": args.model, "queries": int(judged["query_id"].nunique()), "pairs": len(judged),
+           "model": args.model, "other_model": args.other_model, "queries": int(judged["query_id"].nunique()),
+           "pairs": len(judged),
            "encode_s": round(encode_s, 1), "rows": rows}
     cols = [c for c in rows[0] if c != "feature"]
     lines = ["| feature | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
